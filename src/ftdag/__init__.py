@@ -1,0 +1,54 @@
+"""ftdag: a DAG executor for CPU-heavy Python pipelines, built for free-threaded CPython.
+
+Declare a graph of named sources and tasks, request the outputs you need, and ftdag runs
+only their ancestors, each exactly once, in parallel with explicit bounds::
+
+    import ftdag
+
+    b = ftdag.DagBuilder()
+    b.add_source("a", 1)
+    b.add_source("b", 2)
+    b.add_task("c", ["a", "b"], lambda a, b: a + b)
+    dag = b.build()
+    with ftdag.Executor() as ex:
+        assert ex.run(dag, ["c"])["c"] == 3
+
+On a free-threaded build with the GIL off, the default backend runs tasks on worker threads
+that share results by reference; elsewhere it uses worker processes.
+"""
+
+from .config import ExecutorConfig, available_cpus
+from .errors import (
+    BuildError,
+    CycleError,
+    DuplicateKeyError,
+    EmptyGraphError,
+    MissingDependencyError,
+    TaskError,
+    UnknownOutputError,
+    WorkerCrashedError,
+)
+from .executor import Executor, gil_enabled
+from .graph import Dag, DagBuilder
+from .results import RunResult, RunStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BuildError",
+    "CycleError",
+    "Dag",
+    "DagBuilder",
+    "DuplicateKeyError",
+    "EmptyGraphError",
+    "Executor",
+    "ExecutorConfig",
+    "MissingDependencyError",
+    "RunResult",
+    "RunStats",
+    "TaskError",
+    "UnknownOutputError",
+    "WorkerCrashedError",
+    "available_cpus",
+    "gil_enabled",
+]

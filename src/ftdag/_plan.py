@@ -1,0 +1,89 @@
+"""What one run executes, compiled to lists indexed by node id.
+
+Every backend runs a :class:`Plan`.  The parts that depend only on the graph and the set of
+requested outputs (which tasks run, how many unfinished dependencies each has, how many
+consumers each result has) are computed once and cached on the :class:`~ftdag.Dag`; a run
+copies them, so repeated runs of the same request cost a few list copies.
+
+Counting conventions, shared by all schedulers:
+
+- ``remaining[i]``: the task dependencies of planned task ``i`` not yet finished, counted
+  with multiplicity (a dependency listed twice counts twice, and ``Dag._dependents`` lists
+  the dependent twice).  Sources count as finished from the start.  Nodes outside the plan
+  hold -1, so decrementing them never reaches 0 and they never become ready.
+- ``consumers[i]``: planned dependents of ``i`` that have not finished (with multiplicity),
+  plus 1 if ``i`` is a requested output.  When it drops to 0 the run forgets ``values[i]``,
+  so an intermediate result is freed as soon as its last consumer has run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+
+from .graph import Dag
+
+_CACHE_SIZE = 64
+
+
+class _Template:
+    __slots__ = ("tasks", "initial", "executed", "remaining", "consumers")
+
+    def __init__(self, dag: Dag, output_ids: list[int]) -> None:
+        fns, deps = dag._fns, dag._deps
+        planned = dag._closure(output_ids)
+        n = len(dag._keys)
+        remaining = [-1] * n
+        consumers = [0] * n
+        for i in output_ids:
+            consumers[i] = 1
+        tasks = []
+        for i in planned:
+            if fns[i] is None:
+                remaining[i] = 0
+                continue
+            tasks.append(i)
+            count = 0
+            for d in deps[i]:
+                consumers[d] += 1
+                if fns[d] is not None:
+                    count += 1
+            remaining[i] = count
+        self.tasks = tuple(tasks)
+        self.initial = tuple(i for i in tasks if not remaining[i])
+        self.executed = len(planned)
+        self.remaining = remaining
+        self.consumers = consumers
+
+
+class Plan:
+    """The mutable state of one run: values, remaining-dependency and consumer counts."""
+
+    __slots__ = ("dag", "outputs", "tasks", "initial", "executed", "values", "remaining", "consumers")
+
+    def __init__(self, dag: Dag, outputs: Iterable[Hashable] | Hashable) -> None:
+        output_ids = dag._output_ids(outputs)
+        template = _template(dag, output_ids)
+        self.dag = dag
+        self.outputs = output_ids
+        self.tasks = template.tasks
+        self.initial = template.initial
+        self.executed = template.executed
+        self.values = list(dag._values)
+        self.remaining = template.remaining.copy()
+        self.consumers = template.consumers.copy()
+
+    def results(self) -> dict[Hashable, object]:
+        keys, values = self.dag._keys, self.values
+        return {keys[i]: values[i] for i in self.outputs}
+
+
+def _template(dag: Dag, output_ids: list[int]) -> _Template:
+    cache_key = frozenset(output_ids)
+    template = dag._plans.get(cache_key)
+    if template is None:
+        template = _Template(dag, output_ids)
+        with dag._plans_lock:
+            if len(dag._plans) >= _CACHE_SIZE:
+                del dag._plans[next(iter(dag._plans))]
+            dag._plans[cache_key] = template
+    return template

@@ -1,0 +1,293 @@
+"""The thread backend: a persistent pool of worker threads sharing results by reference.
+
+This is ftdag's scheduler for free-threaded CPython, where threads run Python in parallel.
+
+State
+-----
+The pool owns ``max_workers`` threads, started on the first run and joined by ``close()``.
+Everything below is guarded by one lock, ``_lock``; idle workers sleep on ``_wake`` and the
+caller of ``run()`` sleeps on ``_done`` (two conditions over that lock).  The state of a run
+lives in a :class:`_Run`, so a worker still finishing a task of an abandoned run (Ctrl-C)
+only ever touches that run's counters, never the next run's.
+
+``_Run.queues[w]``  worker ``w``'s deque of ready task ids.  It pops its own newest
+                    (right end); an idle worker steals another's oldest (left end).
+``_Run.ready``      ready task ids that are not in flight: they wait for room, holding no
+                    inputs (their arguments are gathered only when they start).
+``_Run.in_flight``  tasks in some ``queues[w]`` plus tasks running.
+``_Run.pending``    planned tasks that have not finished successfully.
+
+A task moves ``ready -> queues[w] -> running -> finished``, or ``ready -> running`` when a
+worker with nothing queued takes it directly, or ``running -> running`` on the same worker:
+the worker that finishes a task starts the first dependent it made ready itself, so a
+chain never bounces between threads.
+
+Invariants (each is kept under ``_lock`` by ``_dispatch``, ``_take``, ``_finish`` and
+``_stop``, the only code that changes run state):
+
+I1. ``in_flight <= bound``, where ``bound = min(max_in_flight, workers * (cap + 1))``:
+    ``_dispatch`` and ``_take`` add to it only below the bound; ``_finish`` replaces the
+    finished task by its dependent one for one.
+I2. ``len(queues[w]) <= cap``: ``_dispatch`` appends only below the cap (never
+    ``deque(maxlen=...)``, which would silently drop tasks).
+I3. Each planned task runs at most once: it enters ``ready`` exactly once, by the thread that
+    drops its ``remaining`` count to 0 (counts only change under the lock), and leaves each
+    structure by a pop.
+I4. A task starts only after all its dependencies finished: ``remaining`` reaches 0 only
+    after each dependency's ``_finish`` stored its value.
+I5. ``values[d]`` is dropped when ``consumers[d]`` reaches 0, i.e. when the last planned
+    dependent of ``d`` has finished (requested outputs hold one extra count).
+I6. After a failure or cancellation (``stopped``), no task starts: queues and ``ready`` are
+    emptied, ``_take`` hands out nothing, and ``_finish`` makes nothing ready.  The run is
+    ``done`` once ``in_flight`` is 0, i.e. every running task has returned.
+
+No code polls or sleeps: a worker waits on ``_wake`` only after ``_take`` found nothing under
+the lock, and whoever adds work notifies while still holding it, so no wake-up is lost.
+
+Runs
+----
+``run()`` callers are serialised by ``_run_lock``: a second thread's run waits for the first
+and then runs normally.  A task that calls ``run()`` on its own executor is run inline on
+its worker by the sequential backend (see :class:`ftdag.Executor`), never through this pool,
+which would deadlock once every worker waited for itself.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+from ._plan import Plan
+from .config import ExecutorConfig
+from .errors import _task_failed
+
+_local = threading.local()
+
+
+def current_pool() -> ThreadPool | None:
+    """The pool whose worker is the calling thread, if any."""
+    return getattr(_local, "pool", None)
+
+
+class _Run:
+    """One run's scheduling state; see the module docstring."""
+
+    __slots__ = (
+        "fns", "deps", "dependents", "values", "remaining", "consumers",
+        "queues", "ready", "cap", "bound", "in_flight", "pending",
+        "stopped", "done", "error", "peak_in_flight", "peak_queue_len", "steals",
+    )
+
+    def __init__(self, plan: Plan, workers: int, cap: int, bound: int) -> None:
+        dag = plan.dag
+        self.fns, self.deps, self.dependents = dag._fns, dag._deps, dag._dependents
+        self.values, self.remaining, self.consumers = plan.values, plan.remaining, plan.consumers
+        self.queues = [deque() for _ in range(workers)]
+        self.ready = list(reversed(plan.initial))  # popped from the end: topological order first
+        self.cap = cap
+        self.bound = bound
+        self.in_flight = 0
+        self.pending = len(plan.tasks)
+        self.stopped = False
+        self.done = not self.pending
+        self.error: tuple[int, BaseException] | None = None
+        self.peak_in_flight = self.peak_queue_len = self.steals = 0
+
+
+class ThreadPool:
+    """``max_workers`` persistent threads that execute plans; see the module docstring."""
+
+    def __init__(self, config: ExecutorConfig) -> None:
+        self.workers = config.max_workers
+        self._cap = config.worker_queue_cap
+        self._bound = config.in_flight_bound
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
+        self._run_lock = threading.Lock()
+        self._run: _Run | None = None
+        self._idle = 0
+        self._closing = False
+        self._threads: list[threading.Thread] = []
+
+    # -- the caller's side ----------------------------------------------------------------------
+
+    def run(self, plan: Plan) -> dict[str, int]:
+        """Execute ``plan``; raise :class:`~ftdag.TaskError` (or a task's ``BaseException``)."""
+        with self._run_lock:
+            if self._closing:
+                raise RuntimeError("this executor is closed")
+            if not self._threads:
+                self._start()
+            run = _Run(plan, self.workers, self._cap, self._bound)
+            with self._lock:
+                try:
+                    if not run.done:
+                        self._run = run
+                        self._dispatch(run, 0)
+                        while not run.done:
+                            self._done.wait()
+                except BaseException:
+                    # Ctrl-C in the caller: start nothing more.  Running tasks finish on their
+                    # own; their workers then find no current run and go idle.
+                    self._stop(run)
+                    raise
+                finally:
+                    self._run = None
+        if run.error is not None:
+            task, exc = run.error
+            if isinstance(exc, Exception):
+                raise _task_failed(plan.dag._keys[task], exc) from exc
+            raise exc
+        return {
+            "workers": self.workers,
+            "peak_in_flight": run.peak_in_flight,
+            "peak_queue_len": run.peak_queue_len,
+            "steals": run.steals,
+        }
+
+    def close(self) -> None:
+        """Let the workers finish what is queued, then join them.  Idempotent."""
+        with self._lock:
+            self._closing = True
+            self._wake.notify_all()
+        me = threading.current_thread()
+        for t in self._threads:
+            if t is not me:
+                t.join()
+
+    def idle_workers(self) -> int:
+        """Workers asleep waiting for work (for tests and diagnostics)."""
+        with self._lock:
+            return self._idle
+
+    def _start(self) -> None:
+        for w in range(self.workers):
+            t = threading.Thread(target=self._work, args=(w,), name=f"ftdag-worker-{w}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    # -- the workers' side ----------------------------------------------------------------------
+
+    def _work(self, w: int) -> None:
+        _local.pool = self
+        lock, wake = self._lock, self._wake
+        run: _Run | None = None
+        task = -1
+        result = error = None
+        while True:
+            with lock:
+                if task >= 0:
+                    task = self._finish(run, w, task, result, error)
+                    result = error = None
+                while task < 0:
+                    run = self._run
+                    if run is not None:
+                        task = self._take(run, w)
+                        if task >= 0:
+                            break
+                    if self._closing:
+                        return
+                    run = None  # do not keep a finished run's values alive while idle
+                    self._idle += 1
+                    wake.wait()
+                    self._idle -= 1
+            values = run.values
+            try:
+                result = run.fns[task](*[values[d] for d in run.deps[task]])
+            except BaseException as exc:  # even SystemExit must not kill the worker
+                error = exc
+
+    # -- transitions (all called with _lock held) -----------------------------------------------
+
+    def _dispatch(self, run: _Run, w: int) -> None:
+        """Move ready tasks into worker queues, from worker ``w`` round, while I1 and I2 allow."""
+        ready, queues, cap = run.ready, run.queues, run.cap
+        room = run.bound - run.in_flight
+        n = len(queues)
+        pushed = full = 0
+        i = w
+        while ready and pushed < room and full < n:
+            q = queues[i]
+            if len(q) < cap:
+                q.append(ready.pop())
+                pushed += 1
+                full = 0
+                if len(q) > run.peak_queue_len:
+                    run.peak_queue_len = len(q)
+            else:
+                full += 1
+            i = i + 1 if i + 1 < n else 0
+        if pushed:
+            run.in_flight += pushed
+            if run.in_flight > run.peak_in_flight:
+                run.peak_in_flight = run.in_flight
+            if self._idle:
+                self._wake.notify(pushed)
+
+    def _take(self, run: _Run, w: int) -> int:
+        """The next task for worker ``w``: its own newest, another's oldest, or a ready one."""
+        if run.stopped:
+            return -1
+        queues = run.queues
+        if queues[w]:
+            return queues[w].pop()
+        n = len(queues)
+        for k in range(1, n):
+            q = queues[(w + k) % n]
+            if q:
+                run.steals += 1
+                return q.popleft()
+        if run.ready and run.in_flight < run.bound:
+            run.in_flight += 1
+            if run.in_flight > run.peak_in_flight:
+                run.peak_in_flight = run.in_flight
+            return run.ready.pop()
+        return -1
+
+    def _finish(self, run: _Run, w: int, task: int, result: object, error: BaseException | None) -> int:
+        """Record that ``task`` ended; return a dependent for worker ``w`` to run next, or -1."""
+        run.in_flight -= 1
+        if error is not None:
+            if run.error is None:
+                run.error = (task, error)
+            self._stop(run)
+        elif not run.stopped:
+            values, consumers = run.values, run.consumers
+            values[task] = result
+            for d in run.deps[task]:
+                left = consumers[d] - 1
+                consumers[d] = left
+                if not left:
+                    values[d] = None
+            run.pending -= 1
+            remaining, ready = run.remaining, run.ready
+            nxt = -1
+            for u in run.dependents[task]:
+                left = remaining[u] - 1
+                remaining[u] = left
+                if not left:
+                    if nxt < 0:
+                        nxt = u
+                    else:
+                        ready.append(u)
+            if nxt >= 0:
+                run.in_flight += 1
+            if ready:
+                self._dispatch(run, w)
+            if nxt >= 0:
+                return nxt
+        if not run.in_flight and (run.stopped or not run.pending):
+            run.done = True
+            self._done.notify()
+        return -1
+
+    def _stop(self, run: _Run) -> None:
+        """Fail fast: drop every queued and ready task so that nothing more starts."""
+        if run.stopped:
+            return
+        run.stopped = True
+        for q in run.queues:
+            run.in_flight -= len(q)
+            q.clear()
+        run.ready.clear()
