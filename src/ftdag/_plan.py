@@ -26,7 +26,7 @@ _CACHE_SIZE = 64
 
 
 class _Template:
-    __slots__ = ("tasks", "initial", "executed", "remaining", "consumers")
+    __slots__ = ("tasks", "initial", "executed", "remaining", "consumers", "solo")
 
     def __init__(self, dag: Dag, output_ids: list[int]) -> None:
         fns, deps = dag._fns, dag._deps
@@ -53,12 +53,34 @@ class _Template:
         self.executed = len(planned)
         self.remaining = remaining
         self.consumers = consumers
+        self.solo = _private_links(dag, tasks, remaining, consumers, set(output_ids))
+
+
+def _private_links(
+    dag: Dag, tasks: list[int], remaining: list[int], consumers: list[int], outputs: set[int]
+) -> list[int]:
+    """``solo[t] = u`` where ``t -> u`` is a private chain link, else -1.
+
+    The link is private when ``u`` is ``t``'s only planned consumer (a single edge, and ``t``
+    is not an output), ``t`` is ``u``'s only task dependency (a single edge), and ``t`` is the
+    only consumer of each of its own task inputs.  A worker that finished ``t`` may then run
+    ``u`` without touching any shared count (see the thread backend's invariant I7).
+    """
+    fns, deps, dependents = dag._fns, dag._deps, dag._dependents
+    solo = [-1] * len(fns)
+    for t in tasks:
+        if consumers[t] != 1 or t in outputs:
+            continue
+        u = next(u for u in dependents[t] if remaining[u] >= 0)  # the planned consumer
+        if remaining[u] == 1 and all(fns[d] is None or consumers[d] == 1 for d in deps[t]):
+            solo[t] = u
+    return solo
 
 
 class Plan:
     """The mutable state of one run: values, remaining-dependency and consumer counts."""
 
-    __slots__ = ("dag", "outputs", "tasks", "initial", "executed", "values", "remaining", "consumers")
+    __slots__ = ("dag", "outputs", "tasks", "initial", "executed", "values", "remaining", "consumers", "solo")
 
     def __init__(self, dag: Dag, outputs: Iterable[Hashable] | Hashable) -> None:
         output_ids = dag._output_ids(outputs)
@@ -71,6 +93,7 @@ class Plan:
         self.values = list(dag._values)
         self.remaining = template.remaining.copy()
         self.consumers = template.consumers.copy()
+        self.solo = template.solo  # read-only
 
     def results(self) -> dict[Hashable, object]:
         keys, values = self.dag._keys, self.values

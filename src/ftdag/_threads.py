@@ -6,7 +6,7 @@ State
 -----
 The pool owns ``max_workers`` threads, started on the first run and joined by ``close()``.
 Everything below is guarded by one lock, ``_lock``; idle workers sleep on ``_wake`` and the
-caller of ``run()`` sleeps on ``_done`` (two conditions over that lock).  The state of a run
+caller of ``run()`` sleeps on ``_changed`` (two conditions over that lock).  The state of a run
 lives in a :class:`_Run`, so a worker still finishing a task of an abandoned run (Ctrl-C)
 only ever touches that run's counters, never the next run's.
 
@@ -40,9 +40,21 @@ I5. ``values[d]`` is dropped when ``consumers[d]`` reaches 0, i.e. when the last
 I6. After a failure or cancellation (``stopped``), no task starts: queues and ``ready`` are
     emptied, ``_take`` hands out nothing, and ``_finish`` makes nothing ready.  The run is
     ``done`` once ``in_flight`` is 0, i.e. every running task has returned.
+I7. Private chain links skip the lock.  ``plan.solo[t] == u`` when ``u`` is the only planned
+    consumer of ``t`` (one edge; ``t`` is not an output), ``t`` is ``u``'s only task
+    dependency, and ``t`` is the only consumer of each of its task inputs.  Then nothing but
+    the worker that ran ``t`` can ever touch ``values[t]``, ``values`` of ``t``'s inputs,
+    ``remaining[u]`` or ``consumers`` of those nodes, so it stores ``t``'s result, drops its
+    inputs and runs ``u`` at once: the task it was running is replaced by its dependent,
+    so I1 and I2 are untouched, and the links it ran are subtracted from ``pending`` at its
+    next ``_finish``.  It reads ``stopped`` (without the lock) before each link, so a
+    failure elsewhere stops a chain within one link.  A chain of N tasks costs one lock
+    round-trip instead of N.
 
 No code polls or sleeps: a worker waits on ``_wake`` only after ``_take`` found nothing under
 the lock, and whoever adds work notifies while still holding it, so no wake-up is lost.
+(The one timed wait is the main thread's wait for the end of a run, so that a Ctrl-C that
+races with it still interrupts it promptly; it re-checks ``done`` and waits again.)
 
 Runs
 ----
@@ -56,12 +68,15 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
+from typing import NamedTuple
 
 from ._plan import Plan
 from .config import ExecutorConfig
 from .errors import _task_failed
 
 _local = threading.local()
+_SIGNAL_SLICE_S = 0.05
 
 
 def current_pool() -> ThreadPool | None:
@@ -69,11 +84,23 @@ def current_pool() -> ThreadPool | None:
     return getattr(_local, "pool", None)
 
 
+class PoolState(NamedTuple):
+    """What :meth:`ThreadPool.state` reports (``running`` counts tasks of the current run)."""
+
+    workers: int
+    idle: int
+    in_flight: int
+    running: int
+    queued: tuple[int, ...]
+    ready: int
+    stopped: bool
+
+
 class _Run:
     """One run's scheduling state; see the module docstring."""
 
     __slots__ = (
-        "fns", "deps", "dependents", "values", "remaining", "consumers",
+        "fns", "deps", "dependents", "solo", "values", "remaining", "consumers",
         "queues", "ready", "cap", "bound", "in_flight", "pending",
         "stopped", "done", "error", "peak_in_flight", "peak_queue_len", "steals",
     )
@@ -82,6 +109,7 @@ class _Run:
         dag = plan.dag
         self.fns, self.deps, self.dependents = dag._fns, dag._deps, dag._dependents
         self.values, self.remaining, self.consumers = plan.values, plan.remaining, plan.consumers
+        self.solo = plan.solo
         self.queues = [deque() for _ in range(workers)]
         self.ready = list(reversed(plan.initial))  # popped from the end: topological order first
         self.cap = cap
@@ -103,7 +131,9 @@ class ThreadPool:
         self._bound = config.in_flight_bound
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._done = threading.Condition(self._lock)
+        # Notified when a run is done or a worker goes idle: the caller of run() waits here,
+        # and so do tests (wait_for_state) that need the pool to settle.
+        self._changed = threading.Condition(self._lock)
         self._run_lock = threading.Lock()
         self._run: _Run | None = None
         self._idle = 0
@@ -124,9 +154,14 @@ class ThreadPool:
                 try:
                     if not run.done:
                         self._run = run
-                        self._dispatch(run, 0)
+                        self._dispatch(run, -1)
+                        # The main thread waits in slices: a SIGINT that lands just before it
+                        # blocks would not interrupt the lock wait (CPython's locks have no
+                        # self-pipe), and Ctrl-C must stop a run promptly.  Other threads
+                        # cannot receive signals and wait for the notification alone.
+                        slice_s = _SIGNAL_SLICE_S if threading.current_thread() is threading.main_thread() else None
                         while not run.done:
-                            self._done.wait()
+                            self._changed.wait(slice_s)
                 except BaseException:
                     # Ctrl-C in the caller: start nothing more.  Running tasks finish on their
                     # own; their workers then find no current run and go idle.
@@ -156,10 +191,26 @@ class ThreadPool:
             if t is not me:
                 t.join()
 
-    def idle_workers(self) -> int:
-        """Workers asleep waiting for work (for tests and diagnostics)."""
+    def state(self) -> PoolState:
+        """A consistent snapshot of the pool and its current run (for tests and diagnostics)."""
         with self._lock:
-            return self._idle
+            return self._state()
+
+    def wait_for_state(self, predicate: Callable[[PoolState], bool], timeout: float) -> PoolState:
+        """Block until ``predicate(state)`` holds; raise :class:`TimeoutError` with the last state."""
+        with self._lock:
+            if not self._changed.wait_for(lambda: predicate(self._state()), timeout):
+                raise TimeoutError(f"pool did not reach the expected state in {timeout}s: {self._state()}")
+            return self._state()
+
+    def _state(self) -> PoolState:
+        run = self._run
+        if run is None:
+            return PoolState(self.workers, self._idle, 0, 0, (0,) * self.workers, 0, False)
+        queued = tuple(len(q) for q in run.queues)
+        return PoolState(
+            self.workers, self._idle, run.in_flight, run.in_flight - sum(queued), queued, len(run.ready), run.stopped
+        )
 
     def _start(self) -> None:
         for w in range(self.workers):
@@ -173,12 +224,12 @@ class ThreadPool:
         _local.pool = self
         lock, wake = self._lock, self._wake
         run: _Run | None = None
-        task = -1
+        task = private = -1
         result = error = None
         while True:
             with lock:
                 if task >= 0:
-                    task = self._finish(run, w, task, result, error)
+                    task = self._finish(run, w, task, result, error, private)
                     result = error = None
                 while task < 0:
                     run = self._run
@@ -190,35 +241,61 @@ class ThreadPool:
                         return
                     run = None  # do not keep a finished run's values alive while idle
                     self._idle += 1
+                    self._changed.notify_all()
                     wake.wait()
                     self._idle -= 1
-            values = run.values
-            try:
-                result = run.fns[task](*[values[d] for d in run.deps[task]])
-            except BaseException as exc:  # even SystemExit must not kill the worker
-                error = exc
+            fns, deps, values, solo = run.fns, run.deps, run.values, run.solo
+            private = 0
+            while True:
+                try:
+                    result = fns[task](*[values[d] for d in deps[task]])
+                except BaseException as exc:  # even SystemExit must not kill the worker
+                    error = exc
+                    break
+                nxt = solo[task]
+                if nxt < 0 or run.stopped:
+                    break
+                # A private chain link (I7): nobody else reads or writes these slots or counts.
+                values[task] = result
+                for d in deps[task]:
+                    if fns[d] is not None:
+                        values[d] = None
+                private += 1
+                task = nxt
 
     # -- transitions (all called with _lock held) -----------------------------------------------
 
     def _dispatch(self, run: _Run, w: int) -> None:
-        """Move ready tasks into worker queues, from worker ``w`` round, while I1 and I2 allow."""
+        """Move ready tasks into worker queues while I1 and I2 allow.
+
+        Worker ``w`` (the one that made them ready) fills its own queue first, since its
+        caches hold their inputs; the rest go round-robin, and idle workers are woken to take
+        or steal them.  ``w == -1`` (the caller starting a run) spreads them from worker 0.
+        """
         ready, queues, cap = run.ready, run.queues, run.cap
         room = run.bound - run.in_flight
+        pushed = 0
+        if w >= 0:
+            q = queues[w]
+            while ready and pushed < room and len(q) < cap:
+                q.append(ready.pop())
+                pushed += 1
         n = len(queues)
-        pushed = full = 0
-        i = w
+        i = w + 1 if 0 <= w < n - 1 else 0
+        full = 0
         while ready and pushed < room and full < n:
             q = queues[i]
             if len(q) < cap:
                 q.append(ready.pop())
                 pushed += 1
                 full = 0
-                if len(q) > run.peak_queue_len:
-                    run.peak_queue_len = len(q)
             else:
                 full += 1
             i = i + 1 if i + 1 < n else 0
         if pushed:
+            longest = max(map(len, queues))
+            if longest > run.peak_queue_len:
+                run.peak_queue_len = longest
             run.in_flight += pushed
             if run.in_flight > run.peak_in_flight:
                 run.peak_in_flight = run.in_flight
@@ -226,28 +303,40 @@ class ThreadPool:
                 self._wake.notify(pushed)
 
     def _take(self, run: _Run, w: int) -> int:
-        """The next task for worker ``w``: its own newest, another's oldest, or a ready one."""
+        """The next task for worker ``w``: its own newest, another's oldest, or a ready one.
+
+        Taking a task out of a queue makes room in it, so ready tasks are dispatched again:
+        the queues stay as full as I1 and I2 allow.
+        """
         if run.stopped:
             return -1
         queues = run.queues
         if queues[w]:
-            return queues[w].pop()
-        n = len(queues)
-        for k in range(1, n):
-            q = queues[(w + k) % n]
-            if q:
-                run.steals += 1
-                return q.popleft()
-        if run.ready and run.in_flight < run.bound:
-            run.in_flight += 1
-            if run.in_flight > run.peak_in_flight:
-                run.peak_in_flight = run.in_flight
-            return run.ready.pop()
-        return -1
+            task = queues[w].pop()
+        else:
+            n = len(queues)
+            for k in range(1, n):
+                q = queues[(w + k) % n]
+                if q:
+                    run.steals += 1
+                    task = q.popleft()
+                    break
+            else:
+                if not run.ready or run.in_flight >= run.bound:
+                    return -1
+                run.in_flight += 1
+                if run.in_flight > run.peak_in_flight:
+                    run.peak_in_flight = run.in_flight
+                task = run.ready.pop()
+        if run.ready:
+            self._dispatch(run, w)
+        return task
 
-    def _finish(self, run: _Run, w: int, task: int, result: object, error: BaseException | None) -> int:
-        """Record that ``task`` ended; return a dependent for worker ``w`` to run next, or -1."""
+    def _finish(self, run: _Run, w: int, task: int, result: object, error: BaseException | None, private: int) -> int:
+        """Record that ``task`` ended (after ``private`` chain links, I7); return a dependent
+        for worker ``w`` to run next, or -1."""
         run.in_flight -= 1
+        run.pending -= private
         if error is not None:
             if run.error is None:
                 run.error = (task, error)
@@ -279,7 +368,7 @@ class ThreadPool:
                 return nxt
         if not run.in_flight and (run.stopped or not run.pending):
             run.done = True
-            self._done.notify()
+            self._changed.notify_all()
         return -1
 
     def _stop(self, run: _Run) -> None:

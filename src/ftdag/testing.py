@@ -17,6 +17,9 @@ timeouts) for the state it wants to check, checks it, and opens the gate::
     assert probe.current == 3
     gate.open()
 
+:func:`wait_for_pool` waits for the thread pool's own counters (idle workers, tasks in
+flight, queue lengths) to reach a state, so a test can check that nothing more *can* start.
+
 Both classes are thread-safe.  For worker *processes*, make them in a :func:`shared_manager`
 (``m.Gate()``, ``m.ConcurrencyProbe()``): the objects live in the manager's process and the
 proxies that tasks receive (as source values, say) forward every call there.
@@ -26,11 +29,24 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from multiprocessing.managers import BaseManager
+from typing import TYPE_CHECKING
 
-__all__ = ["DEFAULT_TIMEOUT", "ConcurrencyProbe", "Gate", "shared_manager"]
+from ._threads import PoolState
+
+if TYPE_CHECKING:
+    from .executor import Executor
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "ConcurrencyProbe",
+    "Gate",
+    "PoolState",
+    "pool_state",
+    "shared_manager",
+    "wait_for_pool",
+]
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds any wait here gives up after (raising :class:`TimeoutError`), so that a broken
@@ -50,6 +66,7 @@ class Gate:
         self._arrived: list[Hashable] = []
         self._passed = 0
         self._permits = 0
+        self._chosen: set[Hashable] = set()
         self._open = False
 
     def wait(self, key: Hashable = None, timeout: float = DEFAULT_TIMEOUT) -> None:
@@ -57,9 +74,11 @@ class Gate:
         with self._cond:
             self._arrived.append(key)
             self._cond.notify_all()
-            if not self._cond.wait_for(lambda: self._open or self._permits > 0, timeout):
+            if not self._cond.wait_for(lambda: self._open or key in self._chosen or self._permits > 0, timeout):
                 raise TimeoutError(f"task {key!r} waited {timeout}s at a gate that never opened")
-            if not self._open:
+            if key in self._chosen:
+                self._chosen.discard(key)
+            elif not self._open:
                 self._permits -= 1
             self._passed += 1
             self._cond.notify_all()
@@ -68,6 +87,12 @@ class Gate:
         """Let ``n`` more waiting (or future) tasks through."""
         with self._cond:
             self._permits += n
+            self._cond.notify_all()
+
+    def let_through(self, *keys: Hashable) -> None:
+        """Let the tasks with these keys through (once each), whoever else is waiting."""
+        with self._cond:
+            self._chosen.update(keys)
             self._cond.notify_all()
 
     def open(self) -> None:
@@ -175,14 +200,41 @@ class ConcurrencyProbe:
 
     def wait_for_starts(self, n: int, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Block until at least ``n`` starts were recorded."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while sum(1 for e in self._events if e[1] == "start") < n:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._cond.wait(left):
-                    if sum(1 for e in self._events if e[1] == "start") >= n:
-                        break
-                    raise TimeoutError(f"waited {timeout}s for {n} task starts")
+        starts = lambda: sum(1 for e in self._events if e[1] == "start")  # noqa: E731
+        with self._cond:
+            if not self._cond.wait_for(lambda: starts() >= n, timeout):
+                raise TimeoutError(f"waited {timeout}s for {n} task starts; saw {starts()}")
+
+    def wait_for_ends(self, keys: Iterable[Hashable], timeout: float = DEFAULT_TIMEOUT) -> None:
+        """Block until every task in ``keys`` has ended at least once."""
+        wanted = set(keys)
+        ended = lambda: wanted <= {k for _, kind, k in self._events if kind == "end"}  # noqa: E731
+        with self._cond:
+            if not self._cond.wait_for(ended, timeout):
+                raise TimeoutError(f"waited {timeout}s for tasks {sorted(map(repr, wanted))} to end")
+
+
+def pool_state(executor: Executor) -> PoolState:
+    """The thread pool's counters: idle workers, in-flight, running, per-worker queue lengths.
+
+    Raises :class:`RuntimeError` if the executor has not started its thread pool yet.
+    """
+    return _thread_pool(executor).state()
+
+
+def wait_for_pool(
+    executor: Executor, predicate: Callable[[PoolState], bool], timeout: float = DEFAULT_TIMEOUT
+) -> PoolState:
+    """Block until ``predicate(pool_state(executor))`` holds (no polling: the pool notifies
+    when a worker goes idle or a run ends); return that state."""
+    return _thread_pool(executor).wait_for_state(predicate, timeout)
+
+
+def _thread_pool(executor: Executor):
+    pool = executor._threads
+    if pool is None:
+        raise RuntimeError("the executor has not run anything on threads yet")
+    return pool
 
 
 class _SharedManager(BaseManager):
