@@ -247,8 +247,10 @@ class ThreadPool:
             fns, deps, values, solo = run.fns, run.deps, run.values, run.solo
             private = 0
             while True:
+                ds = deps[task]
                 try:
-                    result = fns[task](*[values[d] for d in deps[task]])
+                    # One dependency is the common case (chains, maps); skip the argument list.
+                    result = fns[task](values[ds[0]]) if len(ds) == 1 else fns[task](*[values[d] for d in ds])
                 except BaseException as exc:  # even SystemExit must not kill the worker
                     error = exc
                     break
@@ -257,7 +259,7 @@ class ThreadPool:
                     break
                 # A private chain link (I7): nobody else reads or writes these slots or counts.
                 values[task] = result
-                for d in deps[task]:
+                for d in ds:
                     if fns[d] is not None:
                         values[d] = None
                 private += 1
