@@ -455,3 +455,23 @@ def test_auto_warns_once_when_the_gil_came_back_on_a_free_threaded_build(monkeyp
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert ex._choose_backend() == "processes"
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_crashed_worker_fails_the_run_instead_of_hanging_it(monkeypatch):
+    from ftdag import _threads
+
+    def broken_finish(self, *args):
+        raise AssertionError("scheduler bug")
+
+    b = ftdag.DagBuilder()
+    b.add_task("x", [], int)
+    dag = b.build()
+    with threads(2) as ex:
+        assert ex.run(dag, "x")["x"] == 0
+        monkeypatch.setattr(_threads.ThreadPool, "_finish", broken_finish)
+        with pytest.raises(RuntimeError, match="worker thread crashed") as info:
+            ex.run(dag, "x")
+        assert isinstance(info.value.__cause__, AssertionError)
+        with pytest.raises(RuntimeError, match="worker thread crashed"):
+            ex.run(dag, "x")

@@ -138,6 +138,7 @@ class ThreadPool:
         self._run: _Run | None = None
         self._idle = 0
         self._closing = False
+        self._crash: BaseException | None = None  # an error in the scheduler itself
         self._threads: list[threading.Thread] = []
 
     # -- the caller's side ----------------------------------------------------------------------
@@ -147,6 +148,7 @@ class ThreadPool:
         with self._run_lock:
             if self._closing:
                 raise RuntimeError("this executor is closed")
+            self._check_crash()
             if not self._threads:
                 self._start()
             run = _Run(plan, self.workers, self._cap, self._bound)
@@ -160,7 +162,7 @@ class ThreadPool:
                         # self-pipe), and Ctrl-C must stop a run promptly.  Other threads
                         # cannot receive signals and wait for the notification alone.
                         slice_s = _SIGNAL_SLICE_S if threading.current_thread() is threading.main_thread() else None
-                        while not run.done:
+                        while not run.done and self._crash is None:
                             self._changed.wait(slice_s)
                 except BaseException:
                     # Ctrl-C in the caller: start nothing more.  Running tasks finish on their
@@ -169,6 +171,7 @@ class ThreadPool:
                     raise
                 finally:
                     self._run = None
+        self._check_crash()
         if run.error is not None:
             task, exc = run.error
             if isinstance(exc, Exception):
@@ -220,7 +223,22 @@ class ThreadPool:
 
     # -- the workers' side ----------------------------------------------------------------------
 
+    def _check_crash(self) -> None:
+        if self._crash is not None:
+            raise RuntimeError("an ftdag worker thread crashed; this executor cannot run on threads") from self._crash
+
     def _work(self, w: int) -> None:
+        try:
+            self._work_loop(w)
+        except BaseException as exc:
+            # A bug in the scheduler, not in a task (those are caught below): fail the
+            # caller's run and every later one instead of letting them wait forever.
+            with self._lock:
+                self._crash = exc
+                self._changed.notify_all()
+            raise
+
+    def _work_loop(self, w: int) -> None:
         _local.pool = self
         lock, wake = self._lock, self._wake
         run: _Run | None = None

@@ -1,0 +1,74 @@
+"""Smoke tests: run each example as a script, as a user would, and check what it prints."""
+
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import ftdag
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+def run_example(name):
+    """Run ``examples/<name>`` with this interpreter from the repository root; return stdout."""
+    env = dict(os.environ)
+    # The script must import the ftdag under test, wherever that was imported from.
+    package_root = str(Path(ftdag.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert proc.returncode == 0, f"{name} exited with {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def expected_backend():
+    """What ``backend="auto"`` picks in a fresh interpreter of this build."""
+    free_threaded = sysconfig.get_config_var("Py_GIL_DISABLED") and os.environ.get("PYTHON_GIL") != "1"
+    return "threads" if free_threaded else "processes"
+
+
+@pytest.mark.timeout(120)
+def test_merkle():
+    out = run_example("merkle.py")
+    requests = re.findall(r"^Request (\S+) ", out, re.MULTILINE)
+    assert requests == ["node/4/0", "node/2/1"]
+    leaves = [int(n) for n in re.findall(r"^  leaf hashes executed: +(\d+)$", out, re.MULTILINE)]
+    internal = [int(n) for n in re.findall(r"^  internal hashes executed: +(\d+)$", out, re.MULTILINE)]
+    assert leaves == [16, 4]
+    assert internal == [15, 3]
+    executed = re.findall(r"^  nodes executed: (\d+) of (\d+) .*pruned: (\d+)$", out, re.MULTILINE)
+    assert executed == [("47", "47", "0"), ("11", "47", "36")]
+    assert re.findall(r"^  backend: (\w+),", out, re.MULTILINE) == [expected_backend()] * 2
+    assert out.count("matches the hash computed by a plain loop") == 2
+    assert re.search(r"^  node/4/0 = [0-9a-f]{64}$", out, re.MULTILINE)
+
+
+@pytest.mark.timeout(120)
+def test_pipeline():
+    out = run_example("pipeline.py")
+    requests = re.findall(r"^Request (.+):$", out, re.MULTILINE)
+    assert requests == ["['hash']", "['report']"]
+    ran = re.findall(r"^  executed: +(.+)$", out, re.MULTILINE)
+    never = re.findall(r"^  never ran: +(.+)$", out, re.MULTILINE)
+    assert [set(line.split(", ")) for line in ran] == [
+        {"raw", "normalize", "hash"},
+        {"raw", "normalize", "hash", "fee", "report"},
+    ]
+    assert never == ["fee, report", "(nothing)"]
+    assert re.findall(r"^  backend: (\w+),", out, re.MULTILINE) == [expected_backend()] * 2
+    assert re.search(r"^  hash = [0-9a-f]{64}$", out, re.MULTILINE)
+    assert "report = batch " in out
+    assert "fees EUR 4.05, USD 18.11" in out

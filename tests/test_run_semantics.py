@@ -1,0 +1,792 @@
+"""Run semantics shared by every backend: pruning, results, errors, memory release, stats.
+
+Most tests take a ``runner``: ``Executor.run`` on the sequential backend, ``Executor.run`` on
+the thread backend, or ``Executor.run_sequential`` on a thread-backend executor (which must
+still run on the calling thread).  Task calls are counted under a lock, so every test states
+exactly which tasks ran and how often.
+"""
+
+import collections
+import dataclasses
+import gc
+import random
+import threading
+import weakref
+from collections.abc import Mapping
+
+import pytest
+
+import ftdag
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+class Runner:
+    """Runs graphs one way; ``backend`` is what ``res.stats.backend`` must say."""
+
+    def __init__(self, kind, max_workers=2):
+        self.kind = kind
+        if kind == "run_sequential":
+            config = ftdag.ExecutorConfig(backend="threads", max_workers=max_workers)
+            self.backend = "sequential"
+        else:
+            config = ftdag.ExecutorConfig(backend=kind, max_workers=max_workers)
+            self.backend = kind
+        self.executor = ftdag.Executor(config)
+        self._method = self.executor.run_sequential if kind == "run_sequential" else self.executor.run
+
+    @property
+    def on_calling_thread(self):
+        return self.backend == "sequential"
+
+    def __call__(self, dag, outputs):
+        return self._method(dag, outputs)
+
+    def close(self):
+        self.executor.close()
+
+
+RUNNER_KINDS = ["sequential", "threads", "run_sequential"]
+
+
+@pytest.fixture(params=RUNNER_KINDS)
+def runner(request):
+    r = Runner(request.param)
+    yield r
+    r.close()
+
+
+@pytest.fixture(params=RUNNER_KINDS)
+def one_worker_runner(request):
+    """Like ``runner``, but a thread backend has a single worker.
+
+    On free-threaded CPython an object whose last reference is dropped by a thread other
+    than the one that made it may be freed a little later (biased reference counting), so
+    tests that check *when* a fan-in's input dies keep every task on one thread.
+    """
+    r = Runner(request.param, max_workers=1)
+    yield r
+    r.close()
+
+
+@pytest.fixture(params=["sequential", "threads"])
+def backend(request):
+    return request.param
+
+
+class CallLog:
+    """Counts task calls, thread-safely."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.counts = collections.Counter()
+        self.threads = set()
+
+    def task(self, key, fn):
+        def counted(*args):
+            with self._lock:
+                self.counts[key] += 1
+                self.threads.add(threading.get_ident())
+            return fn(*args)
+
+        return counted
+
+    @property
+    def ran(self):
+        with self._lock:
+            return set(self.counts)
+
+    def assert_ran_once(self, keys):
+        with self._lock:
+            assert dict(self.counts) == {k: 1 for k in keys}
+
+
+def add(*xs):
+    return sum(xs)
+
+
+def sample_graph(log):
+    """Two sources and seven tasks::
+
+        s1 -> a -> c -> d -> f      g <- s2
+        s2 -> b -> c    a -> e -> f  h <- g
+              b -> g
+    """
+    b = ftdag.DagBuilder()
+    b.add_source("s1", 1)
+    b.add_source("s2", 10)
+    spec = {
+        "a": (["s1"], lambda x: x + 1),  # 2
+        "b": (["s2"], lambda x: x * 2),  # 20
+        "c": (["a", "b"], add),  # 22
+        "d": (["c"], lambda x: x * 10),  # 220
+        "e": (["a"], lambda x: x - 1),  # 1
+        "f": (["e", "d"], add),  # 221
+        "g": (["b"], lambda x: -x),  # -20
+        "h": (["g"], lambda x: x - 1),  # -21
+    }
+    for key, (deps, fn) in spec.items():
+        b.add_task(key, deps, log.task(key, fn))
+    return b.build()
+
+
+SAMPLE_VALUES = {"s1": 1, "s2": 10, "a": 2, "b": 20, "c": 22, "d": 220, "e": 1, "f": 221, "g": -20, "h": -21}
+SAMPLE_SOURCES = {"s1", "s2"}
+
+
+def mix(key, args):
+    """An order-sensitive combination of a node's key and its inputs."""
+    h = key
+    for x in args:
+        h = (h * 1_000_003 + x) % (2**61 - 1)
+    return h
+
+
+def random_graph(rng, n):
+    """{key: deps or None (a source)}, acyclic; deps may repeat a key."""
+    graph = {}
+    for i in range(n):
+        if i == 0 or rng.random() < 0.15:
+            graph[i] = None
+        else:
+            graph[i] = [rng.randrange(i) for _ in range(rng.randint(0, min(i, 5)))]
+    return graph
+
+
+def build_random(graph, rng, log):
+    b = ftdag.DagBuilder()
+    keys = list(graph)
+    rng.shuffle(keys)  # insertion order is not topological: forward references
+    for k in keys:
+        if graph[k] is None:
+            b.add_source(k, k * 7)
+        else:
+            b.add_task(k, graph[k], log.task(k, lambda *args, k=k: mix(k, args)))
+    return b.build()
+
+
+def evaluate_by_hand(graph):
+    """Every node's value, by repeatedly evaluating nodes whose inputs are all known."""
+    values = {}
+    pending = dict(graph)
+    while pending:
+        for k, deps in list(pending.items()):
+            if deps is None:
+                values[k] = k * 7
+            elif all(d in values for d in deps):
+                values[k] = mix(k, [values[d] for d in deps])
+            else:
+                continue
+            del pending[k]
+    return values
+
+
+def closure_by_hand(graph, outputs):
+    seen, todo = set(), list(outputs)
+    while todo:
+        k = todo.pop()
+        if k not in seen:
+            seen.add(k)
+            todo.extend(graph[k] or ())
+    return seen
+
+
+# -- basics -------------------------------------------------------------------------------------
+
+
+def test_readme_example(runner):
+    b = ftdag.DagBuilder()
+    b.add_source("a", 1)
+    b.add_source("b", 2)
+    b.add_task("c", ["a", "b"], lambda a, b: a + b)
+    dag = b.build()
+    res = runner(dag, ["c"])
+    assert isinstance(res, ftdag.RunResult)
+    assert res["c"] == 3
+    assert dict(res) == {"c": 3}
+
+
+def test_arguments_in_deps_order_with_repeats(runner):
+    b = ftdag.DagBuilder()
+    b.add_source("x", "X")
+    b.add_source("y", "Y")
+    b.add_task("t", ["y", "x", "y"], lambda *args: args)
+    b.add_task("u", [], lambda: "no deps")
+    res = runner(b.build(), ["t", "u"])
+    assert dict(res) == {"t": ("Y", "X", "Y"), "u": "no deps"}
+
+
+def test_values_are_passed_by_reference(runner):
+    obj = object()
+    b = ftdag.DagBuilder()
+    b.add_source("o", obj)
+    b.add_task("same", ["o"], lambda o: o)
+    b.add_task("pair", ["same", "o"], lambda p, o: (p, o))
+    res = runner(b.build(), ["o", "same", "pair"])
+    assert res["o"] is obj
+    assert res["same"] is obj
+    assert res["pair"][0] is obj and res["pair"][1] is obj
+
+
+def test_none_results(runner):
+    b = ftdag.DagBuilder()
+    b.add_task("none", [], lambda: None)
+    b.add_task("is_none", ["none"], lambda v: v is None)
+    res = runner(b.build(), ["none", "is_none"])
+    assert dict(res) == {"none": None, "is_none": True}
+
+
+def test_result_is_a_read_only_mapping(runner):
+    log = CallLog()
+    res = runner(sample_graph(log), ["c", "s1"])
+    assert isinstance(res, Mapping)
+    assert len(res) == 2
+    assert "c" in res and "d" not in res
+    assert res.get("d", "missing") == "missing"
+    with pytest.raises(KeyError):
+        res["a"]  # computed, but not requested
+    with pytest.raises(TypeError):
+        res["c"] = 0
+    with pytest.raises(TypeError):
+        del res["c"]
+    assert dict(res) == {"c": 22, "s1": 1}
+
+
+# -- pruning ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "outputs, tasks",
+    [
+        (["a"], {"a"}),
+        (["c"], {"a", "b", "c"}),
+        (["e"], {"a", "e"}),
+        (["f"], {"a", "b", "c", "d", "e", "f"}),
+        (["h"], {"b", "g", "h"}),
+        (["e", "h"], {"a", "e", "b", "g", "h"}),
+        (["f", "h"], {"a", "b", "c", "d", "e", "f", "g", "h"}),
+        (["s1"], set()),
+        (["s2", "a"], {"a"}),
+        (["c", "c", "a"], {"a", "b", "c"}),
+    ],
+)
+def test_pruning_is_exact(runner, outputs, tasks):
+    log = CallLog()
+    dag = sample_graph(log)
+    res = runner(dag, outputs)
+    log.assert_ran_once(tasks)
+    assert dict(res) == {k: SAMPLE_VALUES[k] for k in outputs}
+    executed = dag.ancestors(outputs)
+    assert executed - SAMPLE_SOURCES == tasks
+    assert res.stats.executed == len(executed)
+    assert res.stats.pruned == len(dag) - len(executed)
+
+
+def test_repeated_runs_of_one_dag(runner):
+    log = CallLog()
+    dag = sample_graph(log)
+    for _ in range(3):
+        assert dict(runner(dag, ["d"])) == {"d": 220}
+        assert dict(runner(dag, ["h"])) == {"h": -21}
+    assert dict(log.counts) == {"a": 3, "b": 6, "c": 3, "d": 3, "g": 3, "h": 3}
+
+
+def test_one_dag_many_executors():
+    log = CallLog()
+    dag = sample_graph(log)
+    with ftdag.Executor(ftdag.ExecutorConfig(backend="sequential")) as ex1, \
+            ftdag.Executor(ftdag.ExecutorConfig(backend="threads", max_workers=2)) as ex2:
+        assert dict(ex1.run(dag, ["f"])) == dict(ex2.run(dag, ["f"])) == {"f": 221}
+    assert dict(log.counts) == {k: 2 for k in "abcdef"}
+
+
+def test_one_dag_from_many_threads():
+    # A Dag is shared by several threads, each running its own requests at the same time.
+    log = CallLog()
+    dag = sample_graph(log)
+    requests = [["f"], ["h"], ["c", "e"], ["d", "g"]]
+    barrier = threading.Barrier(len(requests))
+    results = {}
+
+    def worker(i):
+        with ftdag.Executor(ftdag.ExecutorConfig(backend="sequential")) as ex:
+            barrier.wait(timeout=30)
+            results[i] = [dict(ex.run(dag, requests[i])) for _ in range(50)]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for i, outputs in enumerate(requests):
+        assert results[i] == [{k: SAMPLE_VALUES[k] for k in outputs}] * 50
+
+
+# -- random graphs against a hand-written evaluation ---------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_dags(runner, seed):
+    rng = random.Random(seed)
+    graph = random_graph(rng, rng.randint(1, 80))
+    expected = evaluate_by_hand(graph)
+    log = CallLog()
+    dag = build_random(graph, rng, log)
+    keys = sorted(graph)
+    requests = [keys, [keys[-1]]] + [rng.sample(keys, rng.randint(1, min(6, len(keys)))) for _ in range(4)]
+    runs = collections.Counter()
+    for outputs in requests:
+        res = runner(dag, outputs)
+        assert dict(res) == {k: expected[k] for k in outputs}
+        executed = closure_by_hand(graph, outputs)
+        assert dag.ancestors(outputs) == executed
+        assert res.stats.executed == len(executed)
+        assert res.stats.pruned == len(graph) - len(executed)
+        runs.update(k for k in executed if graph[k] is not None)
+        assert log.counts == runs  # each planned task exactly once per run, nothing else
+
+
+# -- outputs: unknown, empty, bare strings --------------------------------------------------------
+
+
+def test_unknown_outputs_raise_before_anything_runs(runner):
+    log = CallLog()
+    dag = sample_graph(log)
+    with pytest.raises(ftdag.UnknownOutputError) as cm:
+        runner(dag, ["f", "nope", "h", ("gone", 1)])
+    err = cm.value
+    assert isinstance(err, KeyError)
+    assert err.keys == ["nope", ("gone", 1)]
+    assert "'nope'" in str(err)
+    assert "('gone', 1)" in str(err)
+    assert log.counts == {}
+    # The executor is still usable.
+    assert dict(runner(dag, ["h"])) == {"h": -21}
+
+
+def test_unknown_bare_string_output(runner):
+    log = CallLog()
+    dag = sample_graph(log)
+    with pytest.raises(ftdag.UnknownOutputError) as cm:
+        runner(dag, "ab")  # "a" is a key, but "ab" is one key and it is unknown
+    assert cm.value.keys == ["ab"]
+    assert log.counts == {}
+
+
+def test_unhashable_output_is_unknown(runner):
+    log = CallLog()
+    with pytest.raises(ftdag.UnknownOutputError) as cm:
+        runner(sample_graph(log), [["a"]])
+    assert cm.value.keys == [["a"]]
+    assert log.counts == {}
+
+
+@pytest.mark.parametrize("outputs", [[], (), set(), {}, iter([]), frozenset()],
+                         ids=["list", "tuple", "set", "dict", "iterator", "frozenset"])
+def test_empty_outputs(runner, outputs):
+    log = CallLog()
+    dag = sample_graph(log)
+    res = runner(dag, outputs)
+    assert len(res) == 0
+    assert dict(res) == {}
+    assert log.counts == {}
+    assert res.stats.executed == 0
+    assert res.stats.pruned == len(dag)
+
+
+def test_bare_string_is_one_key(runner):
+    log = CallLog()
+    b = ftdag.DagBuilder()
+    b.add_source("a", 1)
+    b.add_task("b", [], log.task("b", lambda: 2))
+    b.add_task("ab", ["a"], log.task("ab", lambda a: a + 100))
+    b.add_source(b"xy", "bytes")
+    b.add_source(b"x", "no")
+    b.add_source(7, "int")
+    dag = b.build()
+    res = runner(dag, "ab")
+    assert dict(res) == {"ab": 101}
+    assert res.stats.executed == 2
+    log.assert_ran_once({"ab"})
+    assert dict(runner(dag, b"xy")) == {b"xy": "bytes"}
+    assert dict(runner(dag, 7)) == {7: "int"}  # a non-iterable is one key
+
+
+@pytest.mark.parametrize("make", [list, tuple, iter, dict.fromkeys, lambda ks: (k for k in ks)],
+                         ids=["list", "tuple", "iterator", "dict", "generator"])
+def test_outputs_any_iterable_deduplicated_in_order(runner, make):
+    log = CallLog()
+    dag = sample_graph(log)
+    res = runner(dag, make(["h", "c", "h", "a"]))
+    assert list(res) == ["h", "c", "a"]
+    assert dict(res) == {"h": -21, "c": 22, "a": 2}
+    log.assert_ran_once({"a", "b", "c", "g", "h"})
+
+
+def test_tuple_keys_are_requested_in_a_list(runner):
+    b = ftdag.DagBuilder()
+    b.add_source(("in", 0), 3)
+    b.add_task(("out", 0), [("in", 0)], lambda x: x * 2)
+    res = runner(b.build(), [("out", 0)])
+    assert dict(res) == {("out", 0): 6}
+
+
+# -- task errors --------------------------------------------------------------------------------
+
+
+class Boom(Exception):
+    pass
+
+
+def failing_graph(log, error):
+    """s -> ok -> bad -> after -> last, and s -> side."""
+
+    def fail(x):
+        raise error
+
+    b = ftdag.DagBuilder()
+    b.add_source("s", 1)
+    b.add_task("ok", ["s"], log.task("ok", lambda x: x + 1))
+    b.add_task("bad", ["ok"], log.task("bad", fail))
+    b.add_task("after", ["bad"], log.task("after", lambda x: x))
+    b.add_task("last", ["after"], log.task("last", lambda x: x))
+    b.add_task("side", ["s"], log.task("side", lambda x: x))
+    return b.build()
+
+
+def test_task_error(runner):
+    log = CallLog()
+    error = Boom("it broke")
+    dag = failing_graph(log, error)
+    with pytest.raises(ftdag.TaskError) as cm:
+        runner(dag, ["last"])
+    err = cm.value
+    assert err.key == "bad"
+    assert err.__cause__ is error
+    assert not isinstance(err, ftdag.BuildError)
+    message = str(err)
+    assert "'bad'" in message
+    assert "Boom" in message
+    assert "it broke" in message
+    # The original traceback is kept, down to the function that raised.
+    tb = err.__cause__.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    assert tb.tb_frame.f_code.co_name == "fail"
+    log.assert_ran_once({"ok", "bad"})
+
+
+def test_task_error_stops_dependents(runner):
+    log = CallLog()
+    dag = failing_graph(log, Boom())
+    with pytest.raises(ftdag.TaskError):
+        runner(dag, ["last", "side"])
+    ran = log.ran
+    assert {"ok", "bad"} <= ran
+    assert not ran & {"after", "last"}
+    assert all(n == 1 for n in log.counts.values())
+
+
+def test_task_error_with_tuple_key(runner):
+    log = CallLog()
+    b = ftdag.DagBuilder()
+    b.add_source(("in",), [])
+    b.add_task(("stage", 3), [("in",)], log.task("t", lambda xs: xs[0]))
+    with pytest.raises(ftdag.TaskError) as cm:
+        runner(b.build(), [("stage", 3)])
+    assert cm.value.key == ("stage", 3)
+    assert isinstance(cm.value.__cause__, IndexError)
+    assert "('stage', 3)" in str(cm.value)
+
+
+def test_sequential_failure_starts_nothing_more():
+    # On the calling thread the order is deterministic: nothing after the failing task runs.
+    log = CallLog()
+    b = ftdag.DagBuilder()
+    b.add_task("first", [], log.task("first", lambda: 1))
+    b.add_task("bad", [], log.task("bad", lambda: 1 / 0))
+    for i in range(10):
+        b.add_task(f"later{i}", [], log.task(f"later{i}", lambda: 1))
+    dag = b.build()
+    assert dag.keys()[:2] == ("first", "bad")
+    with ftdag.Executor(ftdag.ExecutorConfig(backend="sequential")) as ex:
+        with pytest.raises(ftdag.TaskError) as cm:
+            ex.run(dag, dag.keys())
+    assert isinstance(cm.value.__cause__, ZeroDivisionError)
+    log.assert_ran_once({"first", "bad"})
+
+
+class Abort(BaseException):
+    pass
+
+
+def test_base_exception_is_reraised_as_is(runner):
+    log = CallLog()
+    error = Abort()
+    dag = failing_graph(log, error)
+    with pytest.raises(Abort) as cm:
+        runner(dag, ["last"])
+    assert cm.value is error
+    assert "after" not in log.ran
+    assert dict(runner(dag, ["side"])) == {"side": 1}
+
+
+def test_executor_usable_after_failing_run(runner):
+    log = CallLog()
+    attempts = []
+
+    def flaky(x):
+        attempts.append(x)
+        if len(attempts) % 2:
+            raise Boom(f"attempt {len(attempts)}")
+        return x * 100
+
+    b = ftdag.DagBuilder()
+    b.add_source("s", 1)
+    b.add_task("pre", ["s"], log.task("pre", lambda x: x + 1))
+    b.add_task("flaky", ["pre"], log.task("flaky", flaky))
+    b.add_task("post", ["flaky"], log.task("post", lambda x: x + 1))
+    b.add_task("other", ["s"], log.task("other", lambda x: -x))
+    dag = b.build()
+    for i in range(5):
+        with pytest.raises(ftdag.TaskError) as cm:
+            runner(dag, ["post"])
+        assert str(cm.value.__cause__) == f"attempt {2 * i + 1}"
+        assert dict(runner(dag, ["other"])) == {"other": -1}
+        assert dict(runner(dag, ["post", "other"])) == {"post": 201, "other": -1}
+    assert dict(log.counts) == {"pre": 10, "flaky": 10, "post": 5, "other": 10}
+    # Another graph on the same executor.
+    assert dict(runner(sample_graph(log), ["f"])) == {"f": 221}
+
+
+# -- memory release -----------------------------------------------------------------------------
+
+
+class Blob:
+    """A result that counts how many of its kind are alive."""
+
+    __slots__ = ("data", "tracker", "__weakref__")
+
+    def __init__(self, tracker, size=16):
+        self.data = bytearray(size)
+        self.tracker = tracker
+        tracker.born()
+
+    def __del__(self):
+        self.tracker.died()
+
+
+class Tracker:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.live = 0
+        self.peak = 0
+
+    def born(self):
+        with self._lock:
+            self.live += 1
+            self.peak = max(self.peak, self.live)
+
+    def died(self):
+        with self._lock:
+            self.live -= 1
+
+
+def test_intermediate_released_before_later_node_runs(runner):
+    tracker = Tracker()
+    refs = []
+    seen = []  # (node, previous alive?, the one before dead?)
+
+    def step(i):
+        def fn(prev):
+            if i >= 2:
+                seen.append((i, refs[i - 1]() is prev, refs[i - 2]() is None))
+            blob = Blob(tracker)
+            refs.append(weakref.ref(blob))
+            return blob
+
+        return fn
+
+    n = 12
+    b = ftdag.DagBuilder()
+    b.add_source("seed", None)
+    for i in range(n):
+        b.add_task(i, [i - 1 if i else "seed"], step(i))
+    res = runner(b.build(), [n - 1])
+    assert seen == [(i, True, True) for i in range(2, n)]
+    assert res[n - 1] is refs[n - 1]()
+    assert [r() is None for r in refs] == [True] * (n - 1) + [False]
+
+
+def test_fan_in_input_released_after_last_consumer(one_worker_runner):
+    runner = one_worker_runner
+    tracker = Tracker()
+    refs = {}
+    alive_in_consumers = []
+    alive_in_join = []
+
+    def source_blob(_):
+        blob = Blob(tracker)
+        refs["a"] = weakref.ref(blob)
+        return blob
+
+    def consumer(*args):
+        alive_in_consumers.append(all(x is refs["a"]() for x in args))
+        return len(args)
+
+    def join(*counts):
+        alive_in_join.append(refs["a"]() is not None)
+        return sum(counts)
+
+    b = ftdag.DagBuilder()
+    b.add_source("s", None)
+    b.add_task("a", ["s"], source_blob)
+    b.add_task("b1", ["a", "a"], consumer)  # listed twice: released only once, after both
+    b.add_task("b2", ["a"], consumer)
+    b.add_task("b3", ["a", "a", "a"], consumer)
+    b.add_task("j", ["b1", "b2", "b3"], join)
+    dag = b.build()
+
+    res = runner(dag, ["j"])
+    assert dict(res) == {"j": 6}
+    assert alive_in_consumers == [True] * 3
+    assert alive_in_join == [False]
+
+    # A requested output is kept, however many consumers it has.
+    res = runner(dag, ["j", "a"])
+    assert res["j"] == 6
+    assert res["a"] is refs["a"]()
+    assert alive_in_consumers == [True] * 6
+    assert alive_in_join == [False, True]
+
+
+@pytest.mark.timeout(60)
+def test_10k_chain_of_1mb_results_holds_few_at_once(runner):
+    tracker = Tracker()
+    size = 1 << 20
+
+    def step(prev):
+        return Blob(tracker, size)
+
+    n = 10_000
+    b = ftdag.DagBuilder()
+    b.add_source(-1, None)
+    for i in range(n):
+        b.add_task(i, [i - 1], step)
+    res = runner(b.build(), [n - 1])
+    assert len(res[n - 1].data) == size
+    assert res.stats.executed == n + 1
+    # While a step runs, its input and its own result are alive: two.
+    assert tracker.peak <= 3, f"{tracker.peak} results of 1 MB were alive at once"
+    assert tracker.live == 1
+    if runner.on_calling_thread:
+        del res
+        gc.collect()
+        assert tracker.live == 0
+
+
+# -- large graphs -------------------------------------------------------------------------------
+
+
+CHAIN = 200_000
+
+
+@pytest.fixture(scope="module")
+def long_chain():
+    b = ftdag.DagBuilder()
+    b.add_source(0, 0)
+    inc = (1).__add__
+    for i in range(1, CHAIN):
+        b.add_task(i, [i - 1], inc)
+    return b.build()
+
+
+@pytest.mark.timeout(60)
+def test_200k_chain(runner, long_chain):
+    res = runner(long_chain, [CHAIN - 1])
+    assert dict(res) == {CHAIN - 1: CHAIN - 1}
+    assert res.stats.executed == CHAIN
+    assert res.stats.pruned == 0
+    res = runner(long_chain, [CHAIN // 2])
+    assert dict(res) == {CHAIN // 2: CHAIN // 2}
+    assert res.stats.executed == CHAIN // 2 + 1
+    assert res.stats.pruned == CHAIN - CHAIN // 2 - 1
+
+
+# -- stats, threads, executor lifecycle -----------------------------------------------------------
+
+
+def test_stats(runner):
+    log = CallLog()
+    dag = sample_graph(log)
+    res = runner(dag, ["e"])
+    stats = res.stats
+    assert isinstance(stats, ftdag.RunStats)
+    assert stats.executed == 3  # s1, a, e
+    assert stats.pruned == 7
+    assert stats.backend == runner.backend
+    assert isinstance(stats.wall_s, float)
+    assert 0 <= stats.wall_s < 60
+    if runner.backend == "sequential":
+        assert stats.workers == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.executed = 0
+
+
+def test_where_tasks_run(runner):
+    log = CallLog()
+    dag = sample_graph(log)
+    runner(dag, ["f", "h"])
+    if runner.on_calling_thread:
+        assert log.threads == {threading.get_ident()}
+    else:
+        assert threading.get_ident() not in log.threads
+
+
+def test_run_sequential_reports_sequential(backend):
+    log = CallLog()
+    with ftdag.Executor(ftdag.ExecutorConfig(backend=backend)) as ex:
+        res = ex.run_sequential(sample_graph(log), ["d"])
+    assert res.stats.backend == "sequential"
+    assert dict(res) == {"d": 220}
+    assert log.threads == {threading.get_ident()}
+
+
+@pytest.mark.parametrize("used", [False, True], ids=["unused", "used"])
+def test_closed_executor_raises(backend, used):
+    log = CallLog()
+    dag = sample_graph(log)
+    ex = ftdag.Executor(ftdag.ExecutorConfig(backend=backend))
+    assert not ex.closed
+    if used:
+        assert dict(ex.run(dag, ["c"])) == {"c": 22}
+    ex.close()
+    assert ex.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        ex.run(dag, ["c"])
+    with pytest.raises(RuntimeError, match="closed"):
+        ex.run_sequential(dag, ["c"])
+    ex.close()  # idempotent
+    assert ex.closed
+    assert dict(log.counts) == ({"a": 1, "b": 1, "c": 1} if used else {})
+
+
+def test_context_manager_closes(backend):
+    log = CallLog()
+    dag = sample_graph(log)
+    with ftdag.Executor(ftdag.ExecutorConfig(backend=backend)) as ex:
+        assert dict(ex.run(dag, ["a"])) == {"a": 2}
+    assert ex.closed
+    with pytest.raises(RuntimeError):
+        ex.run(dag, ["a"])
+    assert dict(log.counts) == {"a": 1}
+
+
+@pytest.mark.parametrize("not_a_dag", [None, {"a": 1}, ftdag.DagBuilder()])
+def test_run_needs_a_dag(runner, not_a_dag):
+    with pytest.raises(TypeError) as cm:
+        runner(not_a_dag, ["a"])
+    assert "Dag" in str(cm.value)
+    assert type(not_a_dag).__name__ in str(cm.value)
+
