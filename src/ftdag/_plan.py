@@ -80,12 +80,13 @@ def _private_links(
 class Plan:
     """The mutable state of one run: values, remaining-dependency and consumer counts."""
 
-    __slots__ = ("dag", "outputs", "tasks", "initial", "executed", "values", "remaining", "consumers", "solo")
+    __slots__ = ("dag", "template", "outputs", "tasks", "initial", "executed", "values", "remaining", "consumers", "solo")
 
     def __init__(self, dag: Dag, outputs: Iterable[Hashable] | Hashable) -> None:
         output_ids = dag._output_ids(outputs)
         template = _template(dag, output_ids)
         self.dag = dag
+        self.template = template  # identifies the (dag, outputs) pair; see _threads._Graph
         self.outputs = output_ids
         self.tasks = template.tasks
         self.initial = template.initial
