@@ -1,0 +1,172 @@
+"""The main loop of one worker process of the process backend (see :mod:`ftdag._processes`).
+
+A worker is single-threaded.  It reads batches of tasks from its end of a duplex pipe into a
+local FIFO queue, runs them one at a time, and answers each with one reply, in order.  It
+never schedules: which task runs where is decided by the parent.
+
+Before it starts a queued task it reads the shared cancellation flag (``cancel.value``, the
+id of the last cancelled run): a task of a cancelled run is answered ``SKIPPED`` without
+running.  A task that fails sets the flag itself, before replying, so that no task of the
+failed run starts on this worker or any other after the failure (the parent sets it too when
+it sees the failure, for failures a worker cannot report, such as a crash).
+
+A task flagged KEEP leaves its result in the worker (one at a time) for the next task, which
+the parent may have *linked* to it: that task names the kept task and the argument positions
+its result fills.  The kept result is dropped when the next task starts, or when an empty
+message says the run is over.  A result is sent back only if flagged SEND.
+
+Between tasks the worker takes whatever messages have arrived (the parent never blocks on
+a write: what the pipe cannot take waits in the parent until the worker reads).  SIGINT is
+ignored: on Ctrl-C the parent
+decides what happens to running tasks (it waits a grace period, then terminates).
+
+The message formats are described in :mod:`ftdag._processes`.  This module uses nothing
+else from ftdag (only the package's own import), so a worker starts quickly.
+"""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import traceback
+from collections import deque
+
+# Reply statuses (kept in sync with ftdag._processes).
+OK = 0
+SKIPPED = 1
+RAISED = 2  # the task raised; payload = _error_payload(...)
+BAD_FUNCTION = 3  # the task's function could not be unpickled here
+BAD_ARGS = 4  # the task's inputs could not be unpickled here
+BAD_RESULT = 5  # the task's result could not be pickled here
+
+# Task flags.
+SEND = 1  # send the result back to the parent
+KEEP = 2  # keep the result for the next task, which may be linked to it
+
+_PROTOCOL = pickle.HIGHEST_PROTOCOL
+
+
+class _LoadFailure:
+    """Stands in the function cache for a function that failed to unpickle."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: tuple) -> None:
+        self.payload = payload
+
+
+def _error_payload(exc: BaseException, skip_frames: int = 0) -> tuple:
+    """``(pickled exception or None, "Type: message", traceback text)`` for the parent."""
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        if tb is not None:
+            tb = tb.tb_next
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except BaseException:  # a broken __str__ must not kill the worker
+        text = f"{type(exc).__qualname__} (its traceback could not be formatted)\n"
+    try:
+        summary = f"{type(exc).__qualname__}: {exc}"
+    except BaseException:
+        summary = type(exc).__qualname__
+    try:
+        blob = pickle.dumps(exc, _PROTOCOL)
+    except BaseException:
+        blob = None
+    return (blob, summary, text)
+
+
+def main(conn, cancel) -> None:
+    """Serve tasks until the parent sends the empty shutdown message or goes away."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    recv, send = conn.recv_bytes, conn.send_bytes
+    loads, dumps = pickle.loads, pickle.dumps
+    fns: dict[int, object] = {}
+    local: deque = deque()  # (run_id, task, fid, pickled args, flags, link, positions), oldest first
+    kept_task, kept = -1, None  # the last result, while the next task may be linked to it
+
+    try:
+        import select
+
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+
+        def readable() -> bool:
+            return bool(poller.poll(0))
+    except (ImportError, AttributeError):  # no poll(): slower but equivalent
+        readable = conn.poll
+
+    def take(data: bytes) -> bool:
+        """Unpack one message from the parent into ``fns`` and ``local``; False to exit."""
+        nonlocal kept_task, kept
+        if not data:
+            return False
+        run_id, defs, forget, tasks = loads(data)
+        for fid in forget:
+            fns.pop(fid, None)
+        for fid, blob in defs:
+            try:
+                fns[fid] = loads(blob)
+            except BaseException as exc:
+                fns[fid] = _LoadFailure(_error_payload(exc))
+        if not tasks:  # the run is over: nothing will be linked to the kept result
+            kept_task, kept = -1, None
+        for item in tasks:
+            local.append((run_id, *item))
+        return True
+
+    try:
+        while True:
+            if not local:
+                if not take(recv()):
+                    return
+            while readable():
+                if not take(recv()):
+                    return
+            run_id, task, fid, blob, flags, link, positions = local.popleft()
+            linked_task, linked = kept_task, kept
+            kept_task, kept = -1, None
+            if cancel.value >= run_id:
+                linked = None
+                send(dumps((run_id, task, SKIPPED, None), _PROTOCOL))
+                continue
+            status = OK
+            fn = fns.get(fid)
+            if fn is None:  # cannot happen unless the protocol is broken; fail the task, not the worker
+                fn = _LoadFailure((None, f"LookupError: function id {fid} was never sent", ""))
+            if type(fn) is _LoadFailure:
+                status, payload = BAD_FUNCTION, fn.payload
+            else:
+                try:
+                    args = loads(blob)
+                    if link >= 0:
+                        if linked_task != link:
+                            raise LookupError(f"the result of task id {link} was not kept for it")
+                        for i in positions:
+                            args[i] = linked
+                except BaseException as exc:
+                    status, payload = BAD_ARGS, _error_payload(exc)
+                else:
+                    blob = linked = None
+                    try:
+                        payload = fn(*args)
+                    except BaseException as exc:  # SystemExit too: it fails the run, not the worker
+                        status, payload = RAISED, _error_payload(exc, skip_frames=1)
+                    args = None
+            if status == OK:
+                if flags & KEEP:
+                    kept_task, kept = task, payload
+                try:
+                    reply = dumps((run_id, task, OK, payload if flags & SEND else None), _PROTOCOL)
+                except BaseException as exc:
+                    kept_task, kept = -1, None
+                    status, payload = BAD_RESULT, _error_payload(exc)
+            if status != OK:
+                if cancel.value < run_id:
+                    cancel.value = run_id  # fail fast: nothing of this run starts any more
+                reply = dumps((run_id, task, status, payload), _PROTOCOL)
+            payload = blob = linked = None  # hold no task data while waiting for the next message
+            send(reply)
+            reply = None
+    except (EOFError, OSError):  # the parent closed its end or died
+        return
