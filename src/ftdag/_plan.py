@@ -96,6 +96,29 @@ class Plan:
         self.consumers = template.consumers.copy()
         self.solo = template.solo  # read-only
 
+    def finish(self, task: int, result: object, deps: tuple[int, ...], dependents: tuple[int, ...]) -> list[int]:
+        """Record that ``task`` returned ``result``; return the dependents it made ready, in order.
+
+        Drops every input whose last consumer ``task`` was.  ``deps`` and ``dependents`` are
+        ``task``'s rows of the graph (passed in so that a backend can use its own copies).
+        Not thread-safe: the thread backend calls it under its lock.
+        """
+        values, consumers = self.values, self.consumers
+        values[task] = result
+        for d in deps:
+            left = consumers[d] - 1
+            consumers[d] = left
+            if not left:
+                values[d] = None
+        remaining = self.remaining
+        made = []
+        for u in dependents:
+            left = remaining[u] - 1
+            remaining[u] = left
+            if not left:
+                made.append(u)
+        return made
+
     def results(self) -> dict[Hashable, object]:
         keys, values = self.dag._keys, self.values
         return {keys[i]: values[i] for i in self.outputs}

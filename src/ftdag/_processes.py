@@ -250,14 +250,14 @@ class _Run:
     """One run's scheduling state; see the module docstring."""
 
     __slots__ = (
-        "run_id", "keys", "deps", "dependents", "values", "remaining", "consumers",
+        "run_id", "plan", "keys", "deps", "dependents", "values", "remaining", "consumers",
         "fid_of", "fn_data", "ready", "links", "bound", "in_flight", "pending", "stopped", "error",
         "peak_in_flight", "peak_queue_len",
     )
 
     def __init__(self, plan: Plan, run_id: int, fid_of: list[int], fn_data: dict[int, bytes], bound: int) -> None:
         dag = plan.dag
-        self.run_id = run_id
+        self.run_id, self.plan = run_id, plan
         self.keys, self.deps, self.dependents = dag._keys, dag._deps, dag._dependents
         self.values, self.remaining, self.consumers = plan.values, plan.remaining, plan.consumers
         self.fid_of = fid_of
@@ -570,21 +570,9 @@ class ProcessPool:
         if status == _OK:
             if run.stopped:
                 return
-            values, consumers = run.values, run.consumers
-            values[task] = payload
-            for d in run.deps[task]:
-                left = consumers[d] - 1
-                consumers[d] = left
-                if not left:
-                    values[d] = None
+            made = run.plan.finish(task, payload, run.deps[task], run.dependents[task])
             run.pending -= 1
-            remaining, ready = run.remaining, run.ready
-            made = []
-            for u in run.dependents[task]:
-                left = remaining[u] - 1
-                remaining[u] = left
-                if not left:
-                    made.append(u)
+            ready = run.ready
             if made:
                 made.reverse()  # the first one made ready is popped first
                 ready.extend(made)

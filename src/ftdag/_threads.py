@@ -109,14 +109,14 @@ class _Run:
     """One run's scheduling state; see the module docstring."""
 
     __slots__ = (
-        "template", "plan_dag", "fns", "values", "remaining", "consumers",
+        "plan", "template", "plan_dag", "fns", "values",
         "queues", "ready", "cap", "bound", "in_flight", "pending",
         "stopped", "done", "error", "peak_in_flight", "peak_queue_len", "steals",
     )
 
     def __init__(self, plan: Plan, workers: int, cap: int, bound: int) -> None:
         self.template, self.plan_dag, self.fns = plan.template, plan.dag, plan.dag._fns
-        self.values, self.remaining, self.consumers = plan.values, plan.remaining, plan.consumers
+        self.plan, self.values = plan, plan.values
         self.queues = [deque() for _ in range(workers)]
         self.ready = list(reversed(plan.initial))  # popped from the end: topological order first
         self.cap = cap
@@ -406,30 +406,16 @@ class ThreadPool:
                 run.error = (task, error)
             self._stop(run)
         elif not run.stopped:
-            values, consumers = run.values, run.consumers
-            values[task] = result
-            for d in graph.deps[task]:
-                left = consumers[d] - 1
-                consumers[d] = left
-                if not left:
-                    values[d] = None
+            made = run.plan.finish(task, result, graph.deps[task], graph.dependents[task])
             run.pending -= 1
-            remaining, ready = run.remaining, run.ready
-            nxt = -1
-            for u in graph.dependents[task]:
-                left = remaining[u] - 1
-                remaining[u] = left
-                if not left:
-                    if nxt < 0:
-                        nxt = u
-                    else:
-                        ready.append(u)
-            if nxt >= 0:
-                run.in_flight += 1
-            if ready:
+            if made:
+                run.in_flight += 1  # made[0] runs next on this worker, in task's place
+                if len(made) > 1:
+                    run.ready.extend(made[:0:-1])  # popped from the end: made[1] first
+            if run.ready:
                 self._dispatch(run, w)
-            if nxt >= 0:
-                return nxt
+            if made:
+                return made[0]
         if not run.in_flight and (run.stopped or not run.pending):
             run.done = True
             self._changed.notify_all()
