@@ -5,6 +5,7 @@ Usage::
 
     python3 scripts/toolchain.py free-threaded   # prints the path of a python3.13t
     python3 scripts/toolchain.py gil             # prints the path of a GIL python3.13
+    python3 scripts/toolchain.py gil-matched     # a GIL 3.13.5 built like the free-threaded one
 
 Only the interpreter's path goes to stdout; progress goes to stderr, so callers can write
 ``FT=$(python3 scripts/toolchain.py free-threaded)``.
@@ -23,6 +24,8 @@ Resolution order for the free-threaded build (the first that verifies wins):
 
 The GIL build is found the same way: ``$FTDAG_PYTHON_GIL``, ``python3.13`` on ``PATH``, a pyenv
 3.13.x, the cache, and last a build from the same tarball without ``--disable-gil``.
+``gil-matched`` skips ``PATH`` and pyenv: the benchmarks compare the builds like for like (same
+version, same configure flags, differing only in ``--disable-gil``); the tests take any 3.13.
 
 Every step is idempotent, and any failure ends with a message saying what went wrong.
 """
@@ -211,6 +214,8 @@ def find(kind: str) -> Path:
             want = "a free-threaded CPython >= 3.13 with the GIL off" if free_threaded else "a GIL CPython"
             raise ToolchainError(f"{override} (from the environment) is not {want}")
         return Path(override)
+    if kind == "gil-matched":
+        return build(free_threaded=False)
     names = ["python3.13t", "python3.14t"] if free_threaded else ["python3.13"]
     for name in names:
         path = shutil.which(name)
@@ -225,7 +230,7 @@ def find(kind: str) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or argv[0] not in ("free-threaded", "gil"):
+    if len(argv) != 1 or argv[0] not in ("free-threaded", "gil", "gil-matched"):
         print(__doc__, file=sys.stderr)
         return 2
     try:

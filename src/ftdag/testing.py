@@ -28,6 +28,7 @@ proxies that tasks receive (as source values, say) forward every call there.
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from multiprocessing.managers import BaseManager
@@ -250,6 +251,8 @@ def shared_manager() -> _SharedManager:
 
     Use it as a context manager (``with shared_manager() as m: ...``) so that it is shut down.
     """
-    manager = _SharedManager()
+    # Not fork: the calling process usually has threads (3.12+ warns that forking it may deadlock).
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    manager = _SharedManager(ctx=multiprocessing.get_context(method))
     manager.start()
     return manager
