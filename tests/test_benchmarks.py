@@ -249,3 +249,32 @@ def test_background_load_counts_only_other_processes(monkeypatch):
     snap = bench.cpu_snapshot()
     if snap is not None:  # Linux
         assert os.getpid() in snap[2]
+
+
+def test_breakeven_is_the_smallest_size_from_which_every_larger_one_is_faster():
+    def rec(interp, runner, us, speedup):
+        return {"interpreter": interp, "runner": runner, "task_us": us, "ok": speedup is not None,
+                "speedup_best": speedup}
+
+    sweep = [
+        rec("3.13t", "ftdag-threads", 5, 0.8), rec("3.13t", "ftdag-threads", 10, 1.3),
+        rec("3.13t", "ftdag-threads", 50, 1.9),
+        rec("3.13", "ftdag-threads", 5, 0.7), rec("3.13", "ftdag-threads", 10, 1.2),  # a noisy blip
+        rec("3.13", "ftdag-threads", 50, 1.01),  # within noise: not faster
+        rec("3.13", "ftdag-processes", 5, None), rec("3.13", "ftdag-processes", 10, 1.5),
+        rec("3.13", "ftdag-processes", 50, 1.8),
+    ]
+    rows = {(r["interpreter"], r["runner"]): r for r in compare.breakeven(sweep)}
+    assert rows["3.13t", "ftdag-threads"]["breakeven_us"] == 10
+    assert rows["3.13", "ftdag-threads"]["breakeven_us"] is None
+    assert rows["3.13", "ftdag-processes"]["breakeven_us"] == 10
+    text = compare.breakeven_markdown(list(rows.values()))
+    assert "| 3.13t | ftdag-threads | 0.80× | 1.30× | 1.90× | 10 µs |" in text
+    assert "never (up to 50 µs)" in text
+
+
+def test_bench_param_overrides_a_workload_parameter():
+    args = bench.parse_args(["--workload", "heavy", "--param", "n=8", "--param", "task_us=12.5"])
+    assert args.param == {"n": 8, "task_us": 12.5}
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--param", "n"])
