@@ -436,14 +436,6 @@ def test_stress_many_small_runs():
 # -- backend choice ------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(ftdag.gil_enabled(), reason="threads are the default only where the GIL is off")
-def test_auto_uses_threads_when_the_gil_is_off():
-    b = ftdag.DagBuilder()
-    b.add_task("x", [], int)
-    with ftdag.Executor(ftdag.ExecutorConfig(max_workers=2)) as ex:
-        assert ex.run(b.build(), "x").stats.backend == "threads"
-
-
 def test_auto_warns_once_when_the_gil_came_back_on_a_free_threaded_build(monkeypatch):
     from ftdag import executor
 
