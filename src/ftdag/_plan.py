@@ -80,13 +80,13 @@ def _private_links(
 class Plan:
     """The mutable state of one run: values, remaining-dependency and consumer counts."""
 
-    __slots__ = ("dag", "template", "outputs", "tasks", "initial", "executed", "values", "remaining", "consumers", "solo")
+    __slots__ = ("dag", "template", "outputs", "tasks", "initial", "executed", "values", "remaining", "consumers")
 
     def __init__(self, dag: Dag, outputs: Iterable[Hashable] | Hashable) -> None:
         output_ids = dag._output_ids(outputs)
         template = _template(dag, output_ids)
         self.dag = dag
-        self.template = template  # identifies the (dag, outputs) pair; see _threads._Graph
+        self.template = template  # shared, read-only; also identifies the (dag, outputs) pair
         self.outputs = output_ids
         self.tasks = template.tasks
         self.initial = template.initial
@@ -94,7 +94,6 @@ class Plan:
         self.values = list(dag._values)
         self.remaining = template.remaining.copy()
         self.consumers = template.consumers.copy()
-        self.solo = template.solo  # read-only
 
     def finish(self, task: int, result: object, deps: tuple[int, ...], dependents: tuple[int, ...]) -> list[int]:
         """Record that ``task`` returned ``result``; return the dependents it made ready, in order.

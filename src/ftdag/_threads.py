@@ -39,8 +39,10 @@ I5. ``values[d]`` is dropped when ``consumers[d]`` reaches 0, i.e. when the last
     dependent of ``d`` has finished (requested outputs hold one extra count).
 I6. After a failure or cancellation (``stopped``), no task starts: queues and ``ready`` are
     emptied, ``_take`` hands out nothing, and ``_finish`` makes nothing ready.  The run is
-    ``done`` once ``in_flight`` is 0, i.e. every running task has returned.
-I7. Private chain links skip the lock.  ``plan.solo[t] == u`` when ``u`` is the only planned
+    ``done`` once ``in_flight`` is 0, i.e. every running task has returned.  (A worker
+    inside a private chain, I7, checks ``stopped`` without the lock before each link, so it
+    may start the one link it was about to start as the failure was recorded.)
+I7. Private chain links skip the lock.  ``template.solo[t] == u`` when ``u`` is the only planned
     consumer of ``t`` (one edge; ``t`` is not an output), ``t`` is ``u``'s only task
     dependency, and ``t`` is the only consumer of each of its task inputs.  Then nothing but
     the worker that ran ``t`` can ever touch ``values[t]``, ``values`` of ``t``'s inputs,
@@ -109,14 +111,13 @@ class _Run:
     """One run's scheduling state; see the module docstring."""
 
     __slots__ = (
-        "plan", "template", "plan_dag", "fns", "values",
+        "plan", "fns", "values",
         "queues", "ready", "cap", "bound", "in_flight", "pending",
         "stopped", "done", "error", "peak_in_flight", "peak_queue_len", "steals",
     )
 
     def __init__(self, plan: Plan, workers: int, cap: int, bound: int) -> None:
-        self.template, self.plan_dag, self.fns = plan.template, plan.dag, plan.dag._fns
-        self.plan, self.values = plan, plan.values
+        self.plan, self.fns, self.values = plan, plan.dag._fns, plan.values
         self.queues = [deque() for _ in range(workers)]
         self.ready = list(reversed(plan.initial))  # popped from the end: topological order first
         self.cap = cap
@@ -143,9 +144,10 @@ class _Graph:
 
     __slots__ = ("template", "deps", "dependents", "solo")
 
-    def __init__(self, run: _Run, plan_dag_ids: tuple) -> None:
-        self.template = run.template
-        self.deps, self.dependents, self.solo = pickle.loads(pickle.dumps(plan_dag_ids, pickle.HIGHEST_PROTOCOL))
+    def __init__(self, plan: Plan) -> None:
+        self.template = plan.template
+        ids = (plan.dag._deps, plan.dag._dependents, plan.template.solo)
+        self.deps, self.dependents, self.solo = pickle.loads(pickle.dumps(ids, pickle.HIGHEST_PROTOCOL))
 
 
 class ThreadPool:
@@ -290,7 +292,7 @@ class ThreadPool:
                     self._changed.notify_all()
                     wake.wait()
                     self._idle -= 1
-            if graph is None or graph.template is not run.template:
+            if graph is None or graph.template is not run.plan.template:
                 graph = self._graph(w, run)
             fns, deps, solo, values = run.fns, graph.deps, graph.solo, run.values
             private = 0
@@ -317,10 +319,9 @@ class ThreadPool:
         """Worker ``w``'s own copy of ``run``'s id structure (only worker ``w`` touches ``_graphs[w]``)."""
         kept = self._graphs[w]
         for graph in kept:
-            if graph.template is run.template:
+            if graph.template is run.plan.template:
                 return graph
-        dag = run.plan_dag
-        graph = _Graph(run, (dag._deps, dag._dependents, run.template.solo))
+        graph = _Graph(run.plan)
         kept.insert(0, graph)
         del kept[_GRAPHS_KEPT:]
         return graph
