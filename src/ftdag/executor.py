@@ -87,7 +87,7 @@ class Executor:
         """
         self._check(dag)
         backend = self._choose_backend()
-        if backend == "threads" and current_pool() is not None and current_pool() is self._threads:
+        if backend == "threads" and self._threads is not None and current_pool() is self._threads:
             backend = "sequential"  # a nested run from one of our own workers: run it inline
         plan = Plan(dag, outputs)
         start = time.perf_counter()
