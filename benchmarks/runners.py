@@ -197,18 +197,15 @@ class Graphlib(Runner):
 
 def make_runner(name: str, workers: int) -> Runner:
     """A new runner; raises :class:`RunnerUnavailable` for a missing optional dependency."""
-    if name == "plain":
-        return Plain(workers)
-    if name == "ftdag-sequential":
-        return Ftdag(workers, "sequential")
-    if name == "ftdag-threads":
-        return Ftdag(workers, "threads")
-    if name == "ftdag-processes":
-        return Ftdag(workers, "processes")
-    if name == "dask-threaded":
-        return DaskThreaded(workers)
-    if name == "graphlib-threads":
-        return Graphlib(workers, "threads")
-    if name == "graphlib-processes":
-        return Graphlib(workers, "processes")
+    factories = {
+        "plain": Plain,
+        "ftdag-sequential": lambda w: Ftdag(w, "sequential"),
+        "ftdag-threads": lambda w: Ftdag(w, "threads"),
+        "ftdag-processes": lambda w: Ftdag(w, "processes"),
+        "dask-threaded": DaskThreaded,
+        "graphlib-threads": lambda w: Graphlib(w, "threads"),
+        "graphlib-processes": lambda w: Graphlib(w, "processes"),
+    }
+    if name in factories:
+        return factories[name](workers)
     raise KeyError(f"unknown runner {name!r}; choose from {', '.join(RUNNERS)}")

@@ -368,16 +368,7 @@ class ProcessPool:
 
     def _reap(self) -> None:
         """Between runs: notice workers that died since the last run."""
-        for key, _ in self._selector.select(0):
-            w, what = key.data
-            if w.dead:
-                continue
-            if what == _READ:
-                self._read(None, w)
-            elif what == _WRITE:
-                self._flush(w)
-            else:
-                self._exited(None, w)
+        self._handle(None, self._selector.select(0))
 
     def _release_kept(self, run: _Run) -> None:
         """After a run: workers whose last task's result was kept for a link drop it."""
@@ -480,16 +471,20 @@ class ProcessPool:
     def _loop(self, run: _Run) -> None:
         select = self._selector.select
         while run.in_flight:
-            for key, _ in select():
-                w, what = key.data
-                if w.dead:
-                    continue  # an event about a worker discarded earlier in this batch
-                if what == _READ:
-                    self._read(run, w)
-                elif what == _WRITE:
-                    self._flush(w)
-                else:
-                    self._exited(run, w)
+            self._handle(run, select())
+
+    def _handle(self, run: _Run | None, events: list) -> None:
+        """Act on selector events: replies to read, buffered messages to write, deaths."""
+        for key, _ in events:
+            w, what = key.data
+            if w.dead:
+                continue  # an event about a worker discarded earlier in this batch
+            if what == _READ:
+                self._read(run, w)
+            elif what == _WRITE:
+                self._flush(w)
+            else:
+                self._exited(run, w)
 
     def _read(self, run: _Run | None, w: _Worker) -> None:
         """The worker's pipe is readable: handle the replies it holds, or its end."""
@@ -787,14 +782,7 @@ class ProcessPool:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                for key, _ in self._selector.select(left):
-                    w, what = key.data
-                    if w.dead:
-                        continue
-                    if what == _READ:
-                        self._read(run, w)
-                    elif what == _EXIT:
-                        self._exited(run, w)
+                self._handle(run, self._selector.select(left))
         except BaseException:  # a second Ctrl-C: stop waiting
             pass
         for w in workers:
