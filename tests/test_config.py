@@ -133,3 +133,33 @@ class TestExecutorArguments:
             ftdag.Executor(config)
         assert "ExecutorConfig" in str(cm.value)
         assert type(config).__name__ in str(cm.value)
+
+    def test_fields_as_keywords(self):
+        with ftdag.Executor(max_workers=4, backend="threads") as ex:
+            assert ex.config == ExecutorConfig(max_workers=4, backend="threads")
+        with ftdag.Executor(worker_queue_cap=1) as ex:
+            assert ex.config.worker_queue_cap == 1
+
+    def test_keywords_are_validated_like_the_config(self):
+        with pytest.raises(ValueError, match="max_workers"):
+            ftdag.Executor(max_workers=0)
+        with pytest.raises(ValueError, match="backend"):
+            ftdag.Executor(backend="gpu")
+
+    def test_unknown_keyword_is_named(self):
+        with pytest.raises(TypeError) as cm:
+            ftdag.Executor(max_workers=2, workers=3)
+        assert "'workers'" in str(cm.value)
+        assert "max_workers" in str(cm.value)  # the valid names are listed
+
+    def test_config_and_keywords_together(self):
+        with pytest.raises(TypeError, match="not both") as cm:
+            ftdag.Executor(ExecutorConfig(), max_workers=2)
+        assert "max_workers" in str(cm.value)
+
+    def test_entering_a_closed_executor_raises(self):
+        ex = ftdag.Executor(backend="sequential")
+        ex.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            with ex:
+                pass  # pragma: no cover - never entered

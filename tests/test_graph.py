@@ -112,9 +112,11 @@ class TestDag:
 
     def test_unknown_key_lookups_raise_keyerror_naming_the_key(self):
         dag = diamond()
-        for method in (dag.dependencies, dag.dependents, dag.is_source):
-            with pytest.raises(KeyError, match="'nope'"):
+        for method in (dag.dependencies, dag.dependents, dag.is_source, dag.ancestors):
+            with pytest.raises(ftdag.UnknownKeyError, match="'nope'") as cm:
                 method("nope")
+            assert isinstance(cm.value, KeyError)
+            assert cm.value.keys == ["nope"]
 
     def test_ancestors(self):
         dag = diamond()
@@ -152,8 +154,9 @@ class TestDag:
             b.add_task(k, [prev], lambda v: v)
         dag = b.build()
         assert list(dag.keys()) == keys
-        # A tuple is iterable, so a tuple key is requested inside a list.
+        # A tuple is one key, alone or inside a list.
         assert dag.ancestors([("t", 1)]) == set(keys[:4])
+        assert dag.ancestors(("t", 1)) == set(keys[:4])
         assert dag.ancestors(None) == {0, 1.5, None}  # a non-iterable is one key
 
     def test_task_without_dependencies(self):
@@ -180,7 +183,10 @@ class TestDag:
         dag = diamond()
         with pytest.raises(AttributeError):
             dag.extra = 1
-        assert isinstance(dag.keys(), tuple)
+        keys = dag.keys()
+        assert isinstance(keys, list)  # several keys when passed as outputs; a tuple is one
+        keys.append("extra")
+        assert "extra" not in dag.keys()
 
     @pytest.mark.parametrize("seed", range(20))
     def test_random_graphs(self, seed):
@@ -207,7 +213,7 @@ class TestDag:
         b.add_source(0, 0)
         dag = b.build()
         assert len(dag) == n
-        assert dag.keys() == tuple(range(n))
+        assert dag.keys() == list(range(n))
         assert len(dag.ancestors([n - 1])) == n
         assert dag.ancestors([10]) == set(range(11))
 

@@ -17,14 +17,16 @@ On a free-threaded build with the GIL off, the default backend runs tasks on wor
 that share results by reference; elsewhere it uses worker processes.
 """
 
-from .config import ExecutorConfig, available_cpus
+from .config import Backend, ExecutorConfig, available_cpus
 from .errors import (
     BuildError,
     CycleError,
     DuplicateKeyError,
     EmptyGraphError,
     MissingDependencyError,
+    SerializationError,
     TaskError,
+    UnknownKeyError,
     UnknownOutputError,
     WorkerCrashedError,
 )
@@ -35,6 +37,7 @@ from .results import RunResult, RunStats
 __version__ = "0.1.0"
 
 __all__ = [
+    "Backend",
     "BuildError",
     "CycleError",
     "Dag",
@@ -46,7 +49,9 @@ __all__ = [
     "MissingDependencyError",
     "RunResult",
     "RunStats",
+    "SerializationError",
     "TaskError",
+    "UnknownKeyError",
     "UnknownOutputError",
     "WorkerCrashedError",
     "available_cpus",

@@ -2,7 +2,9 @@
 
 Build-time errors are :class:`BuildError` (a :class:`ValueError`) and are raised by
 :class:`~ftdag.DagBuilder` before anything runs.  Run-time errors say which node failed.
-Every message names the keys involved.
+Every message names the keys involved, and every exception survives
+``pickle.loads(pickle.dumps(exc))`` with its attributes (the process backend sends them
+between processes, and users log or ship them).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ __all__ = [
     "DuplicateKeyError",
     "EmptyGraphError",
     "MissingDependencyError",
+    "SerializationError",
     "TaskError",
+    "UnknownKeyError",
     "UnknownOutputError",
     "WorkerCrashedError",
 ]
@@ -32,6 +36,9 @@ class DuplicateKeyError(BuildError):
         self.key = key
         super().__init__(f"duplicate key {key!r}: a node with this key was already added")
 
+    def __reduce__(self):
+        return (type(self), (self.key,))
+
 
 class MissingDependencyError(BuildError):
     """A task depends on keys that were never added.
@@ -44,6 +51,9 @@ class MissingDependencyError(BuildError):
         self.missing = list(missing)
         names = ", ".join(repr(k) for k in self.missing)
         super().__init__(f"task {task!r} depends on unknown key(s): {names}")
+
+    def __reduce__(self):
+        return (type(self), (self.task, self.missing))
 
 
 class CycleError(BuildError):
@@ -59,6 +69,9 @@ class CycleError(BuildError):
         path = " -> ".join(repr(k) for k in self.cycle)
         super().__init__(f"dependency cycle: {path}")
 
+    def __reduce__(self):
+        return (type(self), (self.cycle,))
+
 
 class EmptyGraphError(BuildError):
     """``build()`` was called on a builder with no nodes."""
@@ -66,17 +79,39 @@ class EmptyGraphError(BuildError):
     def __init__(self) -> None:
         super().__init__("cannot build an empty graph: add at least one source or task")
 
+    def __reduce__(self):
+        return (type(self), ())
 
-class UnknownOutputError(KeyError):
-    """Requested outputs that are not in the graph.  ``.keys`` lists them."""
 
-    def __init__(self, keys: Sequence[Hashable]) -> None:
+class UnknownKeyError(KeyError):
+    """Keys that are not nodes of the graph.  ``.keys`` lists them.
+
+    Raised wherever a key is looked up: by :meth:`~ftdag.Executor.run` and
+    :meth:`~ftdag.Dag.ancestors` for requested outputs (before anything runs), and by
+    :meth:`~ftdag.Dag.dependencies`, :meth:`~ftdag.Dag.dependents` and
+    :meth:`~ftdag.Dag.is_source`.  ``.what`` says what the keys were given as
+    (``"requested output"`` or ``"key"``).
+    """
+
+    def __init__(self, keys: Sequence[Hashable], what: str = "key") -> None:
         self.keys = list(keys)
+        self.what = what
         super().__init__(*self.keys)
 
     def __str__(self) -> str:
         names = ", ".join(repr(k) for k in self.keys)
-        return f"requested output(s) not in the graph: {names}"
+        text = f"{self.what}(s) not in the graph: {names}"
+        tuples = [k for k in self.keys if isinstance(k, tuple)]
+        if tuples:
+            text += f" (a tuple is one key: to request several keys, pass a list, e.g. {list(tuples[0])!r})"
+        return text
+
+    def __reduce__(self):
+        return (type(self), (self.keys, self.what))
+
+
+UnknownOutputError = UnknownKeyError
+"""The name :class:`UnknownKeyError` had when only requested outputs raised it."""
 
 
 class TaskError(Exception):
@@ -88,6 +123,23 @@ class TaskError(Exception):
 
     def __reduce__(self):  # keep .key across pickling (the process backend sends these)
         return (type(self), (self.key, self.args[0] if self.args else None))
+
+
+class SerializationError(TaskError):
+    """A task's function, inputs or result could not be pickled or unpickled.
+
+    Only the process backend pickles, so this says that the task itself may well be fine:
+    what it takes or returns cannot cross to or from a worker process.  ``.key`` names the
+    task, ``.what`` is ``"function"``, ``"inputs"`` or ``"result"``; ``__cause__`` is the
+    pickling error.
+    """
+
+    def __init__(self, key: Hashable, message: str | None = None, what: str = "inputs") -> None:
+        self.what = what
+        super().__init__(key, message)
+
+    def __reduce__(self):
+        return (type(self), (self.key, self.args[0] if self.args else None, self.what))
 
 
 def _task_failed(key: Hashable, exc: BaseException) -> TaskError:

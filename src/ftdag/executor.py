@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import sysconfig
 import threading
@@ -9,6 +10,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Hashable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from . import _sequential
 from ._plan import Plan
@@ -16,6 +18,9 @@ from ._threads import ThreadPool, current_pool
 from .config import ExecutorConfig
 from .graph import Dag
 from .results import RunResult, RunStats
+
+if TYPE_CHECKING:
+    from ._processes import ProcessPool
 
 __all__ = ["Executor"]
 
@@ -41,8 +46,24 @@ class Executor:
     from inside the pool could deadlock.
     """
 
-    def __init__(self, config: ExecutorConfig | None = None) -> None:
-        if config is None:
+    def __init__(self, config: ExecutorConfig | None = None, **options: Any) -> None:
+        """``Executor(ExecutorConfig(...))``, or the config's fields as keywords:
+        ``Executor(max_workers=4, backend="threads")``, as ``concurrent.futures`` users expect."""
+        if options:
+            if config is not None:
+                raise TypeError(
+                    f"pass either an ExecutorConfig or its fields as keywords, not both "
+                    f"(got config={config!r} and {', '.join(sorted(options))})"
+                )
+            fields = {f.name for f in dataclasses.fields(ExecutorConfig)}
+            unknown = sorted(set(options) - fields)
+            if unknown:
+                raise TypeError(
+                    f"Executor() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+                    f"the configuration fields are {', '.join(sorted(fields))}"
+                )
+            config = ExecutorConfig(**options)
+        elif config is None:
             config = ExecutorConfig()
         elif not isinstance(config, ExecutorConfig):
             raise TypeError(f"config must be an ExecutorConfig, got {type(config).__name__}: {config!r}")
@@ -50,11 +71,13 @@ class Executor:
         self._lock = threading.Lock()  # guards pool creation and _closed
         self._closed = False
         self._threads: ThreadPool | None = None
-        self._processes = None  # ftdag._processes.ProcessPool, imported on first use
+        self._processes: ProcessPool | None = None  # imported on first use
         self._warned_gil = False
         self._finalizer: weakref.finalize | None = None
 
     def __enter__(self) -> Executor:
+        if self._closed:
+            raise RuntimeError("this executor is closed: make a new one to use it in a with block")
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -78,9 +101,10 @@ class Executor:
     def run(self, dag: Dag, outputs: Iterable[Hashable] | Hashable) -> RunResult:
         """Execute the ancestors of ``outputs`` in ``dag``, each once, and return the outputs.
 
-        ``outputs`` is an iterable of keys; a ``str`` (or ``bytes``, or any non-iterable) is one
-        key.  Unknown keys raise :class:`~ftdag.UnknownOutputError` before anything runs.  A task
-        that raises stops the run: no further task starts, running ones are waited for, and
+        ``outputs`` is a list (or another iterable) of keys, or one key: a ``tuple`` is always
+        one key, as in dask, and so are ``str``, ``bytes`` and any non-iterable.  Unknown keys
+        raise :class:`~ftdag.UnknownKeyError` before anything runs.  A task that raises stops
+        the run: no further task starts, running ones are waited for, and
         :class:`~ftdag.TaskError` is raised with the task's exception as ``__cause__`` (a
         ``BaseException`` such as ``KeyboardInterrupt`` is re-raised as it is).  The executor
         stays usable.

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
-from .errors import CycleError, DuplicateKeyError, EmptyGraphError, MissingDependencyError, UnknownOutputError
+from .errors import CycleError, DuplicateKeyError, EmptyGraphError, MissingDependencyError, UnknownKeyError
 
 __all__ = ["Dag", "DagBuilder"]
 
@@ -176,9 +176,13 @@ class Dag:
     def __repr__(self) -> str:
         return f"<Dag: {len(self)} nodes, {self._n_sources} sources>"
 
-    def keys(self) -> tuple[Hashable, ...]:
-        """All keys, in a topological order (every dependency before its dependents)."""
-        return self._keys
+    def keys(self) -> list[Hashable]:
+        """All keys, in a topological order (every dependency before its dependents).
+
+        A new list each call, so ``ex.run(dag, dag.keys())`` requests every node (a tuple
+        would be one key).
+        """
+        return list(self._keys)
 
     def is_source(self, key: Hashable) -> bool:
         """Whether ``key`` is a source (a value) rather than a task."""
@@ -197,7 +201,8 @@ class Dag:
     def ancestors(self, outputs: Iterable[Hashable] | Hashable) -> set[Hashable]:
         """The keys a run requesting ``outputs`` executes: the outputs and all they depend on.
 
-        ``outputs`` follows the same rules as :meth:`ftdag.Executor.run` (a bare ``str`` is one key).
+        ``outputs`` follows the same rules as :meth:`ftdag.Executor.run`: a list (or another
+        iterable) of keys, or one key; a ``tuple`` is always one key.
         """
         keys = self._keys
         return {keys[i] for i in self._closure(self._output_ids(outputs))}
@@ -208,15 +213,17 @@ class Dag:
         try:
             return self._ids[key]
         except (KeyError, TypeError):
-            raise KeyError(f"{key!r} is not a node of this graph") from None
+            raise UnknownKeyError([key]) from None
 
     def _output_ids(self, outputs: Iterable[Hashable] | Hashable) -> list[int]:
         """Ids of the requested outputs, deduplicated in request order.
 
-        A ``str`` or ``bytes`` is one key; so is any other non-iterable.  Raises
-        :class:`UnknownOutputError` listing every unknown key.
+        The rule dask uses: a ``tuple`` is always *one* key (``("sum", region)`` is a common
+        key), and so are ``str``, ``bytes`` and any non-iterable; a list, or any other
+        iterable (set, dict, generator), is several keys.  Raises :class:`UnknownKeyError`
+        listing every unknown key.
         """
-        if isinstance(outputs, (str, bytes)):
+        if isinstance(outputs, (tuple, str, bytes)):
             wanted: list = [outputs]
         else:
             try:
@@ -232,7 +239,7 @@ class Dag:
             except (KeyError, TypeError):
                 unknown.append(key)
         if unknown:
-            raise UnknownOutputError(unknown)
+            raise UnknownKeyError(unknown, "requested output")
         return list(out)
 
     def _closure(self, ids: Iterable[int]) -> list[int]:

@@ -1,0 +1,48 @@
+"""Every ftdag exception survives pickling with its attributes and its message."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+import ftdag
+
+CASES = [
+    (ftdag.BuildError("bad graph"), {}),
+    (ftdag.DuplicateKeyError(("k", 1)), {"key": ("k", 1)}),
+    (ftdag.MissingDependencyError("t", ["x", ("y", 2)]), {"task": "t", "missing": ["x", ("y", 2)]}),
+    (ftdag.CycleError(["a", "b", "a"]), {"cycle": ["a", "b", "a"]}),
+    (ftdag.EmptyGraphError(), {}),
+    (ftdag.UnknownKeyError(["nope", ("a", "b")], "requested output"), {"keys": ["nope", ("a", "b")], "what": "requested output"}),
+    (ftdag.UnknownKeyError([3]), {"keys": [3], "what": "key"}),
+    (ftdag.TaskError(("stage", 3)), {"key": ("stage", 3)}),
+    (ftdag.TaskError("t", "task 't' failed: boom"), {"key": "t"}),
+    (ftdag.SerializationError("t", "cannot pickle", "result"), {"key": "t", "what": "result"}),
+    (ftdag.WorkerCrashedError("t", -9), {"key": "t", "exitcode": -9}),
+    (ftdag.WorkerCrashedError("t", 1), {"key": "t", "exitcode": 1}),
+]
+
+
+@pytest.mark.parametrize("exc, attrs", CASES, ids=lambda c: type(c).__name__ if isinstance(c, BaseException) else "")
+def test_exceptions_survive_pickling(exc, attrs):
+    copy = pickle.loads(pickle.dumps(exc, pickle.HIGHEST_PROTOCOL))
+    assert type(copy) is type(exc)
+    assert str(copy) == str(exc)
+    assert copy.args == exc.args
+    for name, value in attrs.items():
+        assert getattr(copy, name) == value
+
+
+def test_every_public_exception_is_covered():
+    public = {obj for name in ftdag.__all__ if isinstance(obj := getattr(ftdag, name), type) and issubclass(obj, BaseException)}
+    assert public <= {type(exc) for exc, _ in CASES}
+
+
+def test_class_hierarchy():
+    assert issubclass(ftdag.SerializationError, ftdag.TaskError)
+    assert issubclass(ftdag.WorkerCrashedError, ftdag.TaskError)
+    assert issubclass(ftdag.UnknownKeyError, KeyError)
+    assert ftdag.UnknownOutputError is ftdag.UnknownKeyError
+    for cls in (ftdag.DuplicateKeyError, ftdag.MissingDependencyError, ftdag.CycleError, ftdag.EmptyGraphError):
+        assert issubclass(cls, ftdag.BuildError) and issubclass(cls, ValueError)
