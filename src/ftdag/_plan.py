@@ -24,6 +24,14 @@ from .graph import Dag
 
 _CACHE_SIZE = 64
 
+NO_TASK = -1
+"""Stands where a task id is expected and there is none: nothing to run next, no chain link,
+no kept result.  Task ids are >= 0."""
+
+NOT_PLANNED = -1
+"""``remaining[i]`` of a node outside the plan: decrementing it never reaches 0, so it never
+becomes ready."""
+
 
 class _Template:
     __slots__ = ("tasks", "initial", "executed", "remaining", "consumers", "solo")
