@@ -322,27 +322,36 @@ def test_chain_stays_on_one_worker():
 # -- nested and concurrent runs ---------------------------------------------------------------------
 
 
-def test_nested_run_from_a_task_runs_inline():
+@pytest.mark.parametrize("workers", [1, 2])
+def test_nested_run_from_a_task_runs_inline(workers):
     inner_b = ftdag.DagBuilder()
     inner_b.add_source("a", 20)
     inner_b.add_task("b", ["a"], lambda a: a + 1)
     inner = inner_b.build()
     seen = {}
 
-    with threads(1) as ex:  # a single worker: waiting for the pool would deadlock
+    # One worker slot: waiting for the pool from its only task would deadlock.  Two: the outer
+    # tasks run on the caller and on the pool thread (the gate holds both until both started).
+    gate = Gate()
+    with threads(workers) as ex:
 
-        def outer_task():
+        def outer_task(i):
+            gate.wait(i)
             res = ex.run(inner, ["b"])
-            seen["backend"] = res.stats.backend
-            seen["thread"] = threading.current_thread().name
+            seen[i] = (res.stats.backend, threading.current_thread().name)
             return res["b"] * 2
 
         b = ftdag.DagBuilder()
-        b.add_task("outer", [], outer_task)
-        res = ex.run(b.build(), ["outer"])
-    assert res["outer"] == 42
-    assert seen["backend"] == "sequential"
-    assert seen["thread"].startswith("ftdag-worker-")
+        for i in range(workers):
+            b.add_task(f"outer{i}", [], lambda i=i: outer_task(i))
+        opener = threading.Thread(target=lambda: (gate.wait_for_arrivals(workers, TIMEOUT), gate.open()))
+        opener.start()
+        res = ex.run(b.build(), [f"outer{i}" for i in range(workers)])
+        opener.join(TIMEOUT)
+    assert dict(res) == {f"outer{i}": 42 for i in range(workers)}
+    assert {backend for backend, _ in seen.values()} == {"sequential"}
+    names = sorted(name for _, name in seen.values())
+    assert names == (["MainThread"] if workers == 1 else ["MainThread", "ftdag-worker-0"])
 
 
 def test_concurrent_runs_from_many_threads_are_all_correct():
@@ -453,15 +462,29 @@ def test_auto_warns_once_when_the_gil_came_back_on_a_free_threaded_build(monkeyp
 def test_a_crashed_worker_fails_the_run_instead_of_hanging_it(monkeypatch):
     from ftdag import _threads
 
-    def broken_finish(self, *args):
-        raise AssertionError("scheduler bug")
+    real_finish = _threads.ThreadPool._finish
 
+    def broken_finish(self, *args):
+        if threading.current_thread().name.startswith("ftdag-worker-"):
+            raise AssertionError("scheduler bug")
+        return real_finish(self, *args)
+
+    gate = Gate()
     b = ftdag.DagBuilder()
     b.add_task("x", [], int)
+    b.add_task("y", [], lambda: gate.wait("y"))
+    b.add_task("z", [], lambda: gate.wait("z"))
     dag = b.build()
     with threads(2) as ex:
         assert ex.run(dag, "x")["x"] == 0
         monkeypatch.setattr(_threads.ThreadPool, "_finish", broken_finish)
+        # y and z run at once, one on the caller and one on the pool thread, whose _finish fails.
+        opener = threading.Thread(target=lambda: (gate.wait_for_arrivals(2, TIMEOUT), gate.open()))
+        opener.start()
+        with pytest.raises(RuntimeError, match="worker thread crashed") as info:
+            ex.run(dag, ["y", "z"])
+        opener.join(TIMEOUT)
+        assert isinstance(info.value.__cause__, AssertionError)
         with pytest.raises(RuntimeError, match="worker thread crashed") as info:
             ex.run(dag, "x")
         assert isinstance(info.value.__cause__, AssertionError)

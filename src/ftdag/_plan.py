@@ -103,10 +103,15 @@ class Plan:
         self.remaining = template.remaining.copy()
         self.consumers = template.consumers.copy()
 
-    def finish(self, task: int, result: object, deps: tuple[int, ...], dependents: tuple[int, ...]) -> list[int]:
+    def finish(
+        self, task: int, result: object, deps: tuple[int, ...], dependents: tuple[int, ...],
+        garbage: list[object] | None = None,
+    ) -> list[int]:
         """Record that ``task`` returned ``result``; return the dependents it made ready, in order.
 
-        Drops every input whose last consumer ``task`` was.  ``deps`` and ``dependents`` are
+        Drops every input whose last consumer ``task`` was; with ``garbage``, the dropped values
+        are moved there instead of being freed here, so that a caller holding a lock can free
+        them (and run their finalizers) after releasing it.  ``deps`` and ``dependents`` are
         ``task``'s rows of the graph (passed in so that a backend can use its own copies).
         Not thread-safe: the thread backend calls it under its lock.
         """
@@ -116,6 +121,8 @@ class Plan:
             left = consumers[d] - 1
             consumers[d] = left
             if not left:
+                if garbage is not None:
+                    garbage.append(values[d])
                 values[d] = None
         remaining = self.remaining
         made = []

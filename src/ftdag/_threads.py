@@ -1,29 +1,41 @@
-"""The thread backend: a persistent pool of worker threads sharing results by reference.
+"""The thread backend: worker threads sharing results by reference, the caller among them.
 
 This is ftdag's scheduler for free-threaded CPython, where threads run Python in parallel.
 
+Workers
+-------
+A run has ``max_workers`` *worker slots*.  Slots ``0 .. max_workers - 2`` are persistent
+pool threads (``ftdag-worker-<slot>``), started on the first run and joined by ``close()``;
+the last slot, :data:`CALLER`, is the thread that called ``run()``, which runs tasks like
+any worker until the run is over.  So at most ``max_workers`` tasks run at once, the
+caller's included, and a small graph runs on the caller's thread with no wake-up latency.
+
 State
 -----
-The pool owns ``max_workers`` threads, started on the first run and joined by ``close()``.
-Everything below is guarded by one lock, ``_lock``; idle workers sleep on ``_wake`` and the
-caller of ``run()`` sleeps on ``_changed`` (two conditions over that lock).  The state of a run
-lives in a :class:`_Run`, so a worker still finishing a task of an abandoned run (Ctrl-C)
-only ever touches that run's counters, never the next run's.
+Everything below is guarded by one lock, ``_lock``.  Idle pool threads sleep on ``_wake`` (a
+condition over ``_lock``); ``_changed`` (another) is notified when a run ends or a slot goes
+idle, for :meth:`ThreadPool.wait_for_state`.  The caller never waits on ``_lock``: it sleeps
+on its run's ``bell``, a plain lock used as a binary semaphore, so that a signal that
+interrupts its wait can never leave ``_lock`` half-released (see "Ctrl-C").  The state of a
+run lives in a :class:`_Run`, so a worker still finishing a task of an abandoned run only
+ever touches that run's counters, never the next run's.
 
-``_Run.queues[w]``  worker ``w``'s deque of ready task ids.  It pops its own newest
-                    (right end); an idle worker steals another's oldest (left end).
+``_Run.queues[w]``  slot ``w``'s deque of ready task ids.  It pops its own newest (right
+                    end); a slot with nothing queued steals another's oldest (left end).
 ``_Run.ready``      ready task ids that are not in flight: they wait for room, holding no
                     inputs (their arguments are gathered only when they start).
 ``_Run.in_flight``  tasks in some ``queues[w]`` plus tasks running.
 ``_Run.pending``    planned tasks that have not finished successfully.
+``_Run.caller_waiting``  the caller sleeps on ``bell``; whoever sets it back to False
+                    releases ``bell`` once (:func:`_ring`), so no wake-up is lost or doubled.
 
 A task moves ``ready -> queues[w] -> running -> finished``, or ``ready -> running`` when a
-worker with nothing queued takes it directly, or ``running -> running`` on the same worker:
-the worker that finishes a task starts the first dependent it made ready itself, so a
+slot with nothing queued takes it directly, or ``running -> running`` on the same thread:
+the thread that finishes a task starts the first dependent it made ready itself, so a
 chain never bounces between threads.
 
 Invariants (each is kept under ``_lock`` by ``_dispatch``, ``_take``, ``_finish`` and
-``_stop``, the only code that changes run state):
+``_stop``, the only code that changes run state, except the solo links of I7):
 
 I1. ``in_flight <= bound``, where ``bound = min(max_in_flight, workers * (cap + 1))``:
     ``_dispatch`` and ``_take`` add to it only below the bound; ``_finish`` replaces the
@@ -36,41 +48,56 @@ I3. Each planned task runs at most once: it enters ``ready`` exactly once, by th
 I4. A task starts only after all its dependencies finished: ``remaining`` reaches 0 only
     after each dependency's ``_finish`` stored its value.
 I5. ``values[d]`` is dropped when ``consumers[d]`` reaches 0, i.e. when the last planned
-    dependent of ``d`` has finished (requested outputs hold one extra count).
+    dependent of ``d`` has finished (requested outputs hold one extra count).  A value is
+    never *freed* under ``_lock``: ``Plan.finish`` moves it to the thread's ``garbage`` list,
+    emptied after the lock is released, so a slow ``__del__`` stalls no other worker and one
+    that touches the executor cannot deadlock.
 I6. After a failure or cancellation (``stopped``), no task starts: queues and ``ready`` are
     emptied, ``_take`` hands out nothing, and ``_finish`` makes nothing ready.  The run is
-    ``done`` once ``in_flight`` is 0, i.e. every running task has returned.  (A worker
-    inside a private chain, I7, checks ``stopped`` without the lock before each link, so it
-    may start the one link it was about to start as the failure was recorded.)
-I7. Private chain links skip the lock.  ``template.solo[t] == u`` when ``u`` is the only planned
-    consumer of ``t`` (one edge; ``t`` is not an output), ``t`` is ``u``'s only task
-    dependency, and ``t`` is the only consumer of each of its task inputs.  Then nothing but
-    the worker that ran ``t`` can ever touch ``values[t]``, ``values`` of ``t``'s inputs,
-    ``remaining[u]`` or ``consumers`` of those nodes, so it stores ``t``'s result, drops its
-    inputs and runs ``u`` at once: the task it was running is replaced by its dependent,
-    so I1 and I2 are untouched, and the links it ran are subtracted from ``pending`` at its
-    next ``_finish``.  It reads ``stopped`` (without the lock) before each link, so a
-    failure elsewhere stops a chain within one link.  A chain of N tasks costs one lock
-    round-trip instead of N.
+    ``done`` once ``in_flight`` is 0, i.e. every running task has returned.  (A thread in a
+    solo chain, I7, reads ``stopped`` without the lock before each link, so it may start
+    the one link it was about to start as the failure was recorded.)
+I7. Solo links skip the lock.  ``solo[t] == u`` (defined, with the reason it is safe, by
+    :func:`ftdag._plan.solo_links`) means that nothing but the thread that ran ``t`` can
+    touch ``values[t]``, the values of ``t``'s inputs, ``remaining[u]`` or their
+    consumer counts.  That thread stores ``t``'s result, drops its inputs and runs ``u`` at
+    once: the task it was running is replaced by its dependent, so I1 and I2 are untouched,
+    and the links it ran are subtracted from ``pending`` at its next ``_finish``.  A chain
+    of N tasks costs one lock round-trip instead of N.
 
-No code polls or sleeps: a worker waits on ``_wake`` only after ``_take`` found nothing under
-the lock, and whoever adds work notifies while still holding it, so no wake-up is lost.
-(The one timed wait is the main thread's wait for the end of a run, so that a Ctrl-C that
-races with it still interrupts it promptly; it re-checks ``done`` and waits again.)
+No code polls or sleeps: a pool thread waits on ``_wake`` only after ``_take`` found nothing
+under the lock, and the caller sets ``caller_waiting`` in that same critical section;
+whoever adds work notifies both while still holding the lock, so no wake-up is lost.  The
+one timed wait is the caller's when it is the main thread (below).
+
+Ctrl-C
+------
+Signals reach only the main thread.  When it is the caller, it waits on ``bell`` in slices
+of ``_SIGNAL_SLICE_S`` (a SIGINT that lands just before a lock wait does not interrupt it:
+CPython's locks have no self-pipe), and ``KeyboardInterrupt`` may surface anywhere in its
+loop, a task it is running included.  Then the run is *abandoned*: ``stopped`` is set first
+(a plain store, before taking the lock), then ``_stop`` empties the queues under the lock,
+and ``run()`` re-raises at once; tasks running on pool threads finish on their own and
+touch only the abandoned run.  A transition the interrupt cut short can leave that run's
+counters inconsistent, which is harmless: nothing reads them again but threads finishing a
+task, and those see ``stopped``.  Because the caller never waits on ``_lock`` through a
+``Condition``, an interrupt cannot release ``_lock`` while a pool thread holds it.
 
 Hot path
 --------
-Workers index lists by node id; they never hash keys.  Each worker reads the graph's id
+Threads index lists by node id; they never hash keys.  Each pool thread reads the graph's id
 structure (``deps``, ``dependents``, ``solo``) from its own copy (:class:`_Graph`), because
 on free-threaded CPython touching tuples and ints that another thread created costs an
-atomic reference-count operation each time.
+atomic reference-count operation each time.  The caller reads the graph's own tuples: it is
+usually the thread that built them.
 
 Runs
 ----
-``run()`` callers are serialised by ``_run_lock``: a second thread's run waits for the first
-and then runs normally.  A task that calls ``run()`` on its own executor is run inline on
-its worker by the sequential backend (see :class:`ftdag.Executor`), never through this pool,
-which would deadlock once every worker waited for itself.
+``run()`` callers are serialised by ``_run_lock`` (the rule is :class:`ftdag.Executor`'s).
+A task that calls ``run()`` on its own executor never reaches this pool: the executor runs
+it inline on the sequential backend, since waiting for the pool from inside it could
+deadlock.  ``close()`` takes ``_run_lock`` too, so it waits for the run in progress; from a
+task of this pool it only marks the pool closing, and the threads exit once the run is over.
 """
 
 from __future__ import annotations
@@ -79,24 +106,29 @@ import pickle
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from ._plan import Plan
+from ._plan import NO_TASK, Plan
 from .config import ExecutorConfig
 from .errors import _task_failed
 
 _local = threading.local()
-_SIGNAL_SLICE_S = 0.05
-_GRAPHS_KEPT = 4
+_SIGNAL_SLICE_S = 0.05  # the main thread's wait slice: how late a racing Ctrl-C may be seen
+_GRAPHS_KEPT = 4  # per-thread copies of graph ids kept (one per recently run plan template)
 
 
 def current_pool() -> ThreadPool | None:
-    """The pool whose worker is the calling thread, if any."""
+    """The pool whose task the calling thread is running (a pool thread, or a helping caller)."""
     return getattr(_local, "pool", None)
 
 
 class PoolState(NamedTuple):
-    """What :meth:`ThreadPool.state` reports (``running`` counts tasks of the current run)."""
+    """What :meth:`ThreadPool.state` reports.
+
+    ``workers`` counts worker slots, the caller's included; ``idle`` the slots not running a
+    task (pool threads asleep, and the caller while it waits or when no run is going on);
+    ``running`` the tasks of the current run that are running.
+    """
 
     workers: int
     idle: int
@@ -113,93 +145,106 @@ class _Run:
     __slots__ = (
         "plan", "fns", "values",
         "queues", "ready", "cap", "bound", "in_flight", "pending",
-        "stopped", "done", "error", "peak_in_flight", "peak_queue_len", "steals",
+        "stopped", "done", "error", "caller_waiting", "bell",
+        "peak_in_flight", "peak_queue_len", "steals",
     )
 
     def __init__(self, plan: Plan, workers: int, cap: int, bound: int) -> None:
-        self.plan, self.fns, self.values = plan, plan.dag._fns, plan.values
-        self.queues = [deque() for _ in range(workers)]
+        self.plan = plan
+        self.fns = plan.dag._fns  # None for a source
+        self.values = plan.values  # by node id: a source's value, a finished task's result, or None
+        self.queues: list[deque[int]] = [deque() for _ in range(workers)]  # one per slot, I2
         self.ready = list(reversed(plan.initial))  # popped from the end: topological order first
-        self.cap = cap
-        self.bound = bound
-        self.in_flight = 0
-        self.pending = len(plan.tasks)
-        self.stopped = False
-        self.done = not self.pending
-        self.error: tuple[int, BaseException] | None = None
+        self.cap = cap  # I2
+        self.bound = bound  # I1
+        self.in_flight = 0  # queued + running, I1
+        self.pending = len(plan.tasks)  # planned tasks not yet finished successfully
+        self.stopped = False  # failed or abandoned: nothing more starts (I6)
+        self.done = not self.pending  # nothing more will happen: the caller may return
+        self.error: tuple[int, BaseException] | None = None  # the first failure: (task, exception)
+        self.caller_waiting = False  # the caller sleeps on bell (module docstring)
+        self.bell = threading.Lock()  # released once to wake the caller; held otherwise
+        self.bell.acquire()
         self.peak_in_flight = self.peak_queue_len = self.steals = 0
 
 
+def _ring(run: _Run) -> None:
+    """Wake the caller if it sleeps on ``run.bell`` (with ``_lock`` held)."""
+    if run.caller_waiting:
+        run.caller_waiting = False
+        run.bell.release()
+
+
 class _Graph:
-    """A worker's own copy of a plan's read-only id structure: ``deps``, ``dependents``, ``solo``.
+    """A pool thread's own copy of a plan's read-only id structure: ``deps``, ``dependents``, ``solo``.
 
     On free-threaded CPython a reference-count change on an object that another thread
     created is an atomic operation.  The id tuples and ints of a graph are created by the
     thread that built it, and reading them from a worker made a chain of no-op tasks ~45%
-    slower than the same loop on the builder's thread (measured on 3.13t).  So each worker
-    unpickles its own copy, owning every tuple and int in it, once per plan template, and
-    keeps the last few (``_GRAPHS_KEPT``).  Functions are shared as they are: calling one
+    slower than the same loop on the builder's thread (measured on 3.13t).  So each pool
+    thread unpickles its own copy, owning every tuple and int in it, once per plan template,
+    and keeps the last few (``_GRAPHS_KEPT``).  Functions are shared as they are: calling one
     from another thread showed no such cost.
     """
 
-    __slots__ = ("template", "deps", "dependents", "solo")
+    __slots__ = ("template", "ids")
 
     def __init__(self, plan: Plan) -> None:
-        self.template = plan.template
+        self.template = plan.template  # identifies the plan template the copy is of
         ids = (plan.dag._deps, plan.dag._dependents, plan.template.solo)
-        self.deps, self.dependents, self.solo = pickle.loads(pickle.dumps(ids, pickle.HIGHEST_PROTOCOL))
+        self.ids = pickle.loads(pickle.dumps(ids, pickle.HIGHEST_PROTOCOL))  # (deps, dependents, solo)
 
 
 class ThreadPool:
-    """``max_workers`` persistent threads that execute plans; see the module docstring."""
+    """``max_workers`` worker slots, the caller's included, that execute plans; see the module docstring."""
 
     def __init__(self, config: ExecutorConfig) -> None:
-        self.workers = config.max_workers
+        self.workers = config.max_workers  # worker slots; the last one is the caller's
+        self._caller_slot = self.workers - 1
         self._cap = config.worker_queue_cap
         self._bound = config.in_flight_bound
         self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        # Notified when a run is done or a worker goes idle: the caller of run() waits here,
-        # and so do tests (wait_for_state) that need the pool to settle.
-        self._changed = threading.Condition(self._lock)
-        self._run_lock = threading.Lock()
-        self._run: _Run | None = None
-        self._idle = 0
+        self._wake = threading.Condition(self._lock)  # idle pool threads wait here
+        self._changed = threading.Condition(self._lock)  # a run ended or a slot went idle
+        self._run_lock = threading.Lock()  # serialises run() and close()
+        self._run: _Run | None = None  # the run in progress, if any
+        self._idle = 0  # pool threads asleep on _wake
         self._closing = False
         self._crash: BaseException | None = None  # an error in the scheduler itself
-        self._threads: list[threading.Thread] = []
-        self._graphs: list[list[_Graph]] = [[] for _ in range(self.workers)]  # worker w's own
+        # Slot w's thread, recorded before it is started, so that an interruption between two
+        # starts leaves nothing unknown: _start_threads replaces what is not running on the next
+        # run, and a replaced thread that started after all exits at once (_work).
+        self._threads: list[threading.Thread | None] = [None] * self._caller_slot
+        self._graphs: list[list[_Graph]] = [[] for _ in range(self._caller_slot)]  # thread w's own
 
     # -- the caller's side ----------------------------------------------------------------------
 
     def run(self, plan: Plan) -> dict[str, int]:
-        """Execute ``plan``; raise :class:`~ftdag.TaskError` (or a task's ``BaseException``)."""
+        """Execute ``plan``, the calling thread helping; raise :class:`~ftdag.TaskError` (or a
+        task's ``BaseException``)."""
         with self._run_lock:
             if self._closing:
                 raise RuntimeError("this executor is closed")
             self._check_crash()
-            if not self._threads:
-                self._start()
+            self._start_threads()
             run = _Run(plan, self.workers, self._cap, self._bound)
-            with self._lock:
+            if not run.done:
+                outer = current_pool()
+                _local.pool = self  # a task the caller runs that calls run() runs inline
                 try:
-                    if not run.done:
-                        self._run = run
-                        self._dispatch(run, -1)
-                        # The main thread waits in slices: a SIGINT that lands just before it
-                        # blocks would not interrupt the lock wait (CPython's locks have no
-                        # self-pipe), and Ctrl-C must stop a run promptly.  Other threads
-                        # cannot receive signals and wait for the notification alone.
-                        slice_s = _SIGNAL_SLICE_S if threading.current_thread() is threading.main_thread() else None
-                        while not run.done and self._crash is None:
-                            self._changed.wait(slice_s)
+                    self._drive(run)
                 except BaseException:
-                    # Ctrl-C in the caller: start nothing more.  Running tasks finish on their
-                    # own; their workers then find no current run and go idle.
-                    self._stop(run)
+                    run.stopped = True  # first, without the lock: no thread starts a task of it now
+                    with self._lock:
+                        self._stop(run)
                     raise
                 finally:
-                    self._run = None
+                    _local.pool = outer
+                    with self._lock:
+                        self._run = None
+                        self._changed.notify_all()
+                        if self._closing:  # closed by a task: the threads may exit now
+                            self._wake.notify_all()
         self._check_crash()
         if run.error is not None:
             task, exc = run.error
@@ -213,15 +258,54 @@ class ThreadPool:
             "steals": run.steals,
         }
 
+    def _drive(self, run: _Run) -> None:
+        """The caller's loop: run tasks as slot ``_caller_slot`` until ``run`` is done."""
+        lock, c = self._lock, self._caller_slot
+        dag = run.plan.dag
+        ids = (dag._deps, dag._dependents, run.plan.template.solo)
+        garbage: list[Any] = []
+        main = threading.current_thread() is threading.main_thread()
+        slice_s = _SIGNAL_SLICE_S if main else -1
+        ctrl_c = KeyboardInterrupt if main else ()  # what abandons the run when a task raises it
+        with lock:
+            self._run = run
+            self._dispatch(run, c)
+        while True:
+            with lock:
+                task = self._take(run, c)
+                if task == NO_TASK:
+                    if run.done or self._crash is not None:
+                        return
+                    run.caller_waiting = True
+                    self._changed.notify_all()  # the caller's slot is idle
+            if task != NO_TASK:
+                self._serve(c, run, task, ids, garbage, ctrl_c)
+                continue
+            got = run.bell.acquire(True, slice_s)
+            with lock:
+                if run.caller_waiting:  # not rung: the slice ran out
+                    run.caller_waiting = False
+                elif not got:  # rung after the slice ran out: take the ring back
+                    run.bell.acquire(False)
+
     def close(self) -> None:
-        """Let the workers finish what is queued, then join them.  Idempotent."""
-        with self._lock:
-            self._closing = True
-            self._wake.notify_all()
-        me = threading.current_thread()
-        for t in self._threads:
-            if t is not me:
-                t.join()
+        """Wait for the run in progress, then let the pool threads exit and join them.  Idempotent.
+
+        From a task of this pool (which the run in progress waits for) it only marks the pool
+        closing; its threads exit once that run is over.
+        """
+        if current_pool() is self:
+            with self._lock:
+                self._closing = True
+                self._wake.notify_all()
+            return
+        with self._run_lock:
+            with self._lock:
+                self._closing = True
+                self._wake.notify_all()
+            threads = [t for t in self._threads if t is not None and t.ident is not None]
+        for t in threads:
+            t.join()
 
     def state(self) -> PoolState:
         """A consistent snapshot of the pool and its current run (for tests and diagnostics)."""
@@ -229,7 +313,10 @@ class ThreadPool:
             return self._state()
 
     def wait_for_state(self, predicate: Callable[[PoolState], bool], timeout: float) -> PoolState:
-        """Block until ``predicate(state)`` holds; raise :class:`TimeoutError` with the last state."""
+        """Block until ``predicate(state)`` holds; raise :class:`TimeoutError` with the last state.
+
+        For tests and diagnostics, from a thread that is not the caller of a run.
+        """
         with self._lock:
             if not self._changed.wait_for(lambda: predicate(self._state()), timeout):
                 raise TimeoutError(f"pool did not reach the expected state in {timeout}s: {self._state()}")
@@ -238,85 +325,121 @@ class ThreadPool:
     def _state(self) -> PoolState:
         run = self._run
         if run is None:
-            return PoolState(self.workers, self._idle, 0, 0, (0,) * self.workers, 0, False)
+            return PoolState(self.workers, self._idle + 1, 0, 0, (0,) * self.workers, 0, False)
         queued = tuple(len(q) for q in run.queues)
+        idle = self._idle + (1 if run.caller_waiting else 0)
         return PoolState(
-            self.workers, self._idle, run.in_flight, run.in_flight - sum(queued), queued, len(run.ready), run.stopped
+            self.workers, idle, run.in_flight, run.in_flight - sum(queued), queued, len(run.ready), run.stopped
         )
 
-    def _start(self) -> None:
-        for w in range(self.workers):
-            t = threading.Thread(target=self._work, args=(w,), name=f"ftdag-worker-{w}", daemon=True)
+    def _start_threads(self) -> None:
+        """Start the pool threads that are not running: all of them on the first run, and any
+        whose start an interruption cut short since."""
+        threads = self._threads
+        with self._lock:
+            missing = [w for w, t in enumerate(threads) if t is None or not t.is_alive()]
+            new = [threading.Thread(target=self._work, args=(w,), name=f"ftdag-worker-{w}", daemon=True) for w in missing]
+            for w, t in zip(missing, new):
+                threads[w] = t
+        for t in new:
             t.start()
-            self._threads.append(t)
-
-    # -- the workers' side ----------------------------------------------------------------------
 
     def _check_crash(self) -> None:
         if self._crash is not None:
             raise RuntimeError("an ftdag worker thread crashed; this executor cannot run on threads") from self._crash
 
+    # -- the pool threads' side -----------------------------------------------------------------
+
     def _work(self, w: int) -> None:
+        with self._lock:
+            if self._threads[w] is not threading.current_thread():
+                return  # replaced by _start_threads before it got here: slot w is the other's
         try:
             self._work_loop(w)
         except BaseException as exc:
-            # A bug in the scheduler, not in a task (those are caught below): fail the
-            # caller's run and every later one instead of letting them wait forever.
+            # A bug in the scheduler, not in a task (those are caught in _serve): stop the run
+            # and fail it and every later one, instead of letting them wait forever.
             with self._lock:
                 self._crash = exc
+                run = self._run
+                if run is not None:
+                    self._stop(run)
+                    _ring(run)
                 self._changed.notify_all()
             raise
 
     def _work_loop(self, w: int) -> None:
         _local.pool = self
-        lock, wake = self._lock, self._wake
-        run: _Run | None = None
-        graph: _Graph | None = None
-        task = private = -1
-        result = error = None
+        garbage: list[Any] = []
         while True:
-            with lock:
-                if task >= 0:
-                    task = self._finish(run, graph, w, task, result, error, private)
-                    result = error = None
-                while task < 0:
-                    run = self._run
-                    if run is not None:
-                        task = self._take(run, w)
-                        if task >= 0:
-                            break
-                    if self._closing:
-                        return
-                    run = None  # do not keep a finished run's values alive while idle
-                    self._idle += 1
-                    self._changed.notify_all()
-                    wake.wait()
-                    self._idle -= 1
-            if graph is None or graph.template is not run.plan.template:
-                graph = self._graph(w, run)
-            fns, deps, solo, values = run.fns, graph.deps, graph.solo, run.values
-            private = 0
+            with self._lock:
+                run, task = self._next(w)
+            if run is None:
+                return
+            self._serve(w, run, task, self._graph(w, run).ids, garbage, ())
+            run = None  # hold nothing of a finished run while idle
+
+    def _next(self, w: int) -> tuple[_Run | None, int]:
+        """Pool thread ``w``'s next task, sleeping until there is one; ``(None, NO_TASK)`` to exit."""
+        while True:
+            run = self._run
+            if run is not None:
+                task = self._take(run, w)
+                if task != NO_TASK:
+                    return run, task
+                run = None  # hold nothing of a run while asleep: it may end meanwhile
+            elif self._closing:
+                return None, NO_TASK
+            self._idle += 1
+            self._changed.notify_all()
+            self._wake.wait()
+            self._idle -= 1
+
+    def _serve(self, w: int, run: _Run, task: int, ids: tuple, garbage: list[Any], ctrl_c: Any) -> None:
+        """Run ``task`` on this thread, then whatever ``_finish`` and ``_take`` hand slot ``w``
+        next, until there is nothing; every reference to the run dies with this frame.
+
+        A task's exception fails the run, except ``ctrl_c`` (``KeyboardInterrupt`` when this is
+        the caller on the main thread, else nothing), which propagates: Ctrl-C abandons the run.
+        """
+        lock = self._lock
+        fns, values = run.fns, run.values
+        deps, dependents, solo = ids
+        while True:
+            solos = 0
+            error = None
             while True:
                 ds = deps[task]
                 try:
                     # One dependency is the common case (chains, maps); skip the argument list.
                     result = fns[task](values[ds[0]]) if len(ds) == 1 else fns[task](*[values[d] for d in ds])
+                except ctrl_c:
+                    raise  # Ctrl-C in a task the main thread runs: abandon the run (module docstring)
                 except BaseException as exc:  # even SystemExit must not kill the worker
-                    error = exc
+                    error, result = exc, None
                     break
                 nxt = solo[task]
-                if nxt < 0 or run.stopped:
+                if nxt == NO_TASK or run.stopped:
                     break
-                # A private chain link (I7): nobody else reads or writes these slots or counts.
+                # A solo link (I7): nobody else reads or writes these slots or counts.
                 values[task] = result
                 for d in ds:
                     if fns[d] is not None:
                         values[d] = None
-                private += 1
+                solos += 1
                 task = nxt
+            with lock:
+                task = self._finish(run, w, task, result, error, solos, deps[task], dependents[task], garbage)
+                if task == NO_TASK:
+                    task = self._take(run, w)
+            result = error = None  # freed here, outside the lock (I5)
+            if garbage:
+                garbage.clear()
+            if task == NO_TASK:
+                return
 
     def _graph(self, w: int, run: _Run) -> _Graph:
-        """Worker ``w``'s own copy of ``run``'s id structure (only worker ``w`` touches ``_graphs[w]``)."""
+        """Pool thread ``w``'s own copy of ``run``'s id structure (only thread ``w`` touches ``_graphs[w]``)."""
         kept = self._graphs[w]
         for graph in kept:
             if graph.template is run.plan.template:
@@ -329,22 +452,22 @@ class ThreadPool:
     # -- transitions (all called with _lock held) -----------------------------------------------
 
     def _dispatch(self, run: _Run, w: int) -> None:
-        """Move ready tasks into worker queues while I1 and I2 allow.
+        """Move ready tasks into slot queues while I1 and I2 allow.
 
-        Worker ``w`` (the one that made them ready) fills its own queue first, since its
-        caches hold their inputs; the rest go round-robin, and idle workers are woken to take
-        or steal them.  ``w == -1`` (the caller starting a run) spreads them from worker 0.
+        Slot ``w`` (the one that made them ready, or the caller starting the run) fills its
+        own queue first, since it is awake and its caches hold their inputs; the rest go
+        round-robin, and idle pool threads (and the caller, if it sleeps) are woken to take
+        or steal them.
         """
         ready, queues, cap = run.ready, run.queues, run.cap
         room = run.bound - run.in_flight
         pushed = 0
-        if w >= 0:
-            q = queues[w]
-            while ready and pushed < room and len(q) < cap:
-                q.append(ready.pop())
-                pushed += 1
+        q = queues[w]
+        while ready and pushed < room and len(q) < cap:
+            q.append(ready.pop())
+            pushed += 1
         n = len(queues)
-        i = w + 1 if 0 <= w < n - 1 else 0
+        i = w + 1 if w < n - 1 else 0
         full = 0
         while ready and pushed < room and full < n:
             q = queues[i]
@@ -364,15 +487,16 @@ class ThreadPool:
                 run.peak_in_flight = run.in_flight
             if self._idle:
                 self._wake.notify(pushed)
+            _ring(run)
 
     def _take(self, run: _Run, w: int) -> int:
-        """The next task for worker ``w``: its own newest, another's oldest, or a ready one.
+        """The next task for slot ``w``: its own newest, another's oldest, or a ready one.
 
         Taking a task out of a queue makes room in it, so ready tasks are dispatched again:
         the queues stay as full as I1 and I2 allow.
         """
         if run.stopped:
-            return -1
+            return NO_TASK
         queues = run.queues
         if queues[w]:
             task = queues[w].pop()
@@ -386,7 +510,7 @@ class ThreadPool:
                     break
             else:
                 if not run.ready or run.in_flight >= run.bound:
-                    return -1
+                    return NO_TASK
                 run.in_flight += 1
                 if run.in_flight > run.peak_in_flight:
                     run.peak_in_flight = run.in_flight
@@ -396,21 +520,22 @@ class ThreadPool:
         return task
 
     def _finish(
-        self, run: _Run, graph: _Graph, w: int, task: int, result: object, error: BaseException | None, private: int
+        self, run: _Run, w: int, task: int, result: object, error: BaseException | None, solos: int,
+        deps: tuple[int, ...], dependents: tuple[int, ...], garbage: list[Any],
     ) -> int:
-        """Record that ``task`` ended (after ``private`` chain links, I7); return a dependent
-        for worker ``w`` to run next, or -1."""
+        """Record that ``task`` ended (after ``solos`` solo links, I7); return a dependent for
+        slot ``w`` to run next, or ``NO_TASK``.  Dropped values go to ``garbage`` (I5)."""
         run.in_flight -= 1
-        run.pending -= private
+        run.pending -= solos
         if error is not None:
             if run.error is None:
                 run.error = (task, error)
             self._stop(run)
         elif not run.stopped:
-            made = run.plan.finish(task, result, graph.deps[task], graph.dependents[task])
+            made = run.plan.finish(task, result, deps, dependents, garbage)
             run.pending -= 1
             if made:
-                run.in_flight += 1  # made[0] runs next on this worker, in task's place
+                run.in_flight += 1  # made[0] runs next on this thread, in task's place
                 if len(made) > 1:
                     run.ready.extend(made[:0:-1])  # popped from the end: made[1] first
             if run.ready:
@@ -420,12 +545,11 @@ class ThreadPool:
         if not run.in_flight and (run.stopped or not run.pending):
             run.done = True
             self._changed.notify_all()
-        return -1
+            _ring(run)
+        return NO_TASK
 
     def _stop(self, run: _Run) -> None:
         """Fail fast: drop every queued and ready task so that nothing more starts."""
-        if run.stopped:
-            return
         run.stopped = True
         for q in run.queues:
             run.in_flight -= len(q)

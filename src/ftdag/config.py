@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["BACKENDS", "ExecutorConfig", "available_cpus"]
+__all__ = ["BACKENDS", "Backend", "ExecutorConfig", "available_cpus"]
 
 BACKENDS = ("auto", "threads", "processes", "sequential")
 Backend = Literal["auto", "threads", "processes", "sequential"]
@@ -21,12 +21,14 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ExecutorConfig:
     """How an :class:`~ftdag.Executor` runs graphs.
 
     max_workers:
-        Worker threads or processes.  Default: :func:`available_cpus`.
+        Worker slots: at most this many tasks run at once.  On threads the thread that
+        called ``run()`` is one of them (the pool starts ``max_workers - 1`` threads); on
+        processes it is the number of worker processes.  Default: :func:`available_cpus`.
     max_in_flight:
         Upper bound on tasks queued for or running in workers at any moment; ready tasks
         beyond it wait, holding no inputs.  Default: ``2 * max_workers``.  The effective
@@ -36,25 +38,39 @@ class ExecutorConfig:
     backend:
         ``"threads"``, ``"processes"``, ``"sequential"``, or ``"auto"``: threads when the
         GIL is off at the time of ``run()``, processes otherwise.
+
+    ``max_workers`` and ``max_in_flight`` are ints once the config is made (``None`` asks
+    for the default).
     """
 
-    max_workers: int | None = None
-    max_in_flight: int | None = None
-    worker_queue_cap: int = 2
-    backend: Backend = "auto"
+    max_workers: int
+    max_in_flight: int
+    worker_queue_cap: int
+    backend: Backend
 
-    def __post_init__(self) -> None:
-        if self.max_workers is None:
-            object.__setattr__(self, "max_workers", available_cpus())
-        _check_count("max_workers", self.max_workers)
-        if self.max_in_flight is None:
-            object.__setattr__(self, "max_in_flight", 2 * self.max_workers)
-        _check_count("max_in_flight", self.max_in_flight)
-        _check_count("worker_queue_cap", self.worker_queue_cap)
-        if not isinstance(self.backend, str):
-            raise TypeError(f"ExecutorConfig.backend must be a str, got {type(self.backend).__name__}: {self.backend!r}")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"ExecutorConfig.backend must be one of {', '.join(map(repr, BACKENDS))}; got {self.backend!r}")
+    def __init__(
+        self,
+        max_workers: int | None = None,
+        max_in_flight: int | None = None,
+        worker_queue_cap: int = 2,
+        backend: Backend = "auto",
+    ) -> None:
+        if max_workers is None:
+            max_workers = available_cpus()
+        _check_count("max_workers", max_workers)
+        if max_in_flight is None:
+            max_in_flight = 2 * max_workers
+        _check_count("max_in_flight", max_in_flight)
+        _check_count("worker_queue_cap", worker_queue_cap)
+        if not isinstance(backend, str):
+            raise TypeError(f"ExecutorConfig.backend must be a str, got {type(backend).__name__}: {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"ExecutorConfig.backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+        for name, value in (
+            ("max_workers", max_workers), ("max_in_flight", max_in_flight),
+            ("worker_queue_cap", worker_queue_cap), ("backend", backend),
+        ):
+            object.__setattr__(self, name, value)
 
     @property
     def in_flight_bound(self) -> int:

@@ -1,0 +1,384 @@
+"""The edges of a thread-pool run's life: close() racing run(), Ctrl-C at awkward moments,
+values freed outside the scheduler's lock, nothing pinned by idle threads, a crashed thread.
+
+Tasks block on gates and events the test controls; the test waits on conditions with
+timeouts.  Ctrl-C is a real SIGINT sent to the main thread with ``signal.pthread_kill``.
+"""
+
+from __future__ import annotations
+
+import gc
+import signal
+import threading
+import weakref
+
+import pytest
+
+import ftdag
+from ftdag.testing import ConcurrencyProbe, Gate, pool_state, wait_for_pool
+
+TIMEOUT = 20.0
+
+
+def threads(max_workers, **options):
+    return ftdag.Executor(max_workers=max_workers, backend="threads", **options)
+
+
+def in_background(fn, *args):
+    """Run ``fn(*args)`` on a thread; return (thread, outcome dict with 'result' or 'error')."""
+    outcome: dict = {}
+
+    def main():
+        try:
+            outcome["result"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome["error"] = exc
+
+    t = threading.Thread(target=main)
+    t.start()
+    return t, outcome
+
+
+def independent(n, fn=lambda i: i):
+    b = ftdag.DagBuilder()
+    for i in range(n):
+        b.add_task(f"t{i}", [], lambda i=i: fn(i))
+    return b.build(), [f"t{i}" for i in range(n)]
+
+
+def require_main_thread():
+    assert threading.current_thread() is threading.main_thread(), "signals reach the main thread only"
+
+
+# -- close() and run() --------------------------------------------------------------------------
+
+
+def test_close_during_a_run_waits_for_it():
+    gate = Gate()
+    dag, outputs = independent(6, lambda i: gate.wait(i) or i)
+    ex = threads(2)
+    runner, ran = in_background(ex.run, dag, outputs)
+    gate.wait_for_arrivals(2, TIMEOUT)
+    closer, closed = in_background(ex.close)
+    # close() cannot finish while the run holds its tasks at the gate ...
+    wait_for_pool(ex, lambda s: s.running == 2, TIMEOUT)
+    assert closer.is_alive() and runner.is_alive()
+    gate.open()
+    # ... and when they are let through, the run completes normally and close() returns.
+    runner.join(TIMEOUT)
+    closer.join(TIMEOUT)
+    assert not runner.is_alive() and not closer.is_alive()
+    assert dict(ran["result"]) == {k: i for i, k in enumerate(outputs)}
+    assert "error" not in closed
+    assert not [t for t in threading.enumerate() if t.name.startswith("ftdag-worker-")]
+    with pytest.raises(RuntimeError, match="closed"):
+        ex.run(dag, outputs)
+
+
+def test_close_racing_the_first_run_never_hangs():
+    # The window: run() had checked that the pool was open but not yet published its run when
+    # close() stopped the threads; run() then waited for threads that no longer existed.
+    dag, outputs = independent(2_000)
+    for i in range(60):
+        ex = threads(2)
+        start = threading.Barrier(2)
+
+        def run(ex=ex, start=start):
+            start.wait(TIMEOUT)
+            return ex.run(dag, outputs)
+
+        runner, ran = in_background(run)
+        start.wait(TIMEOUT)
+        for _ in range(i % 4 * 50):  # vary where close() lands
+            pass
+        ex.close()
+        runner.join(TIMEOUT)
+        assert not runner.is_alive(), f"run() hung after close() (iteration {i})"
+        if "error" in ran:
+            assert isinstance(ran["error"], RuntimeError) and "closed" in str(ran["error"])
+        else:
+            assert len(ran["result"]) == len(outputs)
+
+
+def test_close_from_a_task_lets_the_run_finish():
+    gate = Gate()
+    holder: dict = {}
+
+    def closer(i):
+        if i == 0:
+            holder["ex"].close()
+        gate.wait(i)
+        return i
+
+    dag, outputs = independent(4, closer)
+    ex = holder["ex"] = threads(2)
+    runner, ran = in_background(ex.run, dag, outputs)
+    gate.wait_for_arrivals(2, TIMEOUT)
+    gate.open()
+    runner.join(TIMEOUT)
+    assert dict(ran["result"]) == {k: i for i, k in enumerate(outputs)}
+    with pytest.raises(RuntimeError, match="closed"):
+        ex.run(dag, outputs)
+    ex.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("ftdag-worker-")]
+
+
+# -- values are freed outside the scheduler's lock ----------------------------------------------
+
+
+class Finalized:
+    """Calls ``on_del()`` when it is freed."""
+
+    def __init__(self, on_del):
+        self.on_del = on_del
+
+    def __del__(self):
+        self.on_del()
+
+
+def test_values_are_freed_outside_the_lock():
+    # A finalizer that needs the scheduler's lock: under the lock it could never get it.
+    got: list[bool] = []
+    with threads(2) as ex:
+
+        def on_del():
+            lock = ex._threads._lock
+            ok = lock.acquire(timeout=5)
+            got.append(ok)
+            if ok:
+                lock.release()
+
+        b = ftdag.DagBuilder()
+        b.add_task("v", [], lambda: Finalized(on_del))
+        b.add_task("q1", ["v"], lambda v: 1)
+        b.add_task("q2", ["v"], lambda v: 2)
+        b.add_task("chain", ["v"], lambda v: 3)
+        b.add_task("end", ["chain"], lambda c: c)
+        dag = b.build()
+        for _ in range(5):
+            assert dict(ex.run(dag, ["q1", "q2", "end"])) == {"q1": 1, "q2": 2, "end": 3}
+            wait_for_pool(ex, lambda s: s.idle == s.workers, TIMEOUT)
+    assert got == [True] * 5
+
+
+def test_a_finalizer_that_runs_the_executor_does_not_deadlock():
+    inner = ftdag.DagBuilder()
+    inner.add_source("x", 1)
+    inner.add_task("y", ["x"], lambda x: x + 1)
+    inner_dag = inner.build()
+    seen: list = []
+    with threads(2) as ex:
+        b = ftdag.DagBuilder()
+        b.add_task("v", [], lambda: Finalized(lambda: seen.append(ex.run(inner_dag, ["y"])["y"])))
+        b.add_task("a", ["v"], lambda v: 1)
+        b.add_task("b", ["v"], lambda v: 2)
+        assert dict(ex.run(b.build(), ["a", "b"])) == {"a": 1, "b": 2}
+    assert seen == [2]
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_while_a_worker_frees_a_slow_value():
+    """A SIGINT while a pool thread runs a slow finalizer must not break the scheduler's lock."""
+    require_main_thread()
+    gate = Gate()
+    in_del, let_del = threading.Event(), threading.Event()
+    roles: dict = {}
+
+    def slow_del():
+        if threading.current_thread().name.startswith("ftdag-worker-"):
+            in_del.set()
+            let_del.wait(TIMEOUT)
+
+    def make(key):
+        roles[key] = threading.current_thread().name
+        gate.wait(key)
+        return Finalized(slow_del)
+
+    # Per branch: key -> use -> after.  key's value is freed when use (an output, so not a
+    # solo link) finishes, by the thread that ran key; that thread then runs after, so the run
+    # is not over while the finalizer runs.
+    b = ftdag.DagBuilder()
+    for key in ("a", "b"):
+        b.add_task(key, [], lambda key=key: make(key))
+        b.add_task(f"use-{key}", [key], lambda v: 1)
+        b.add_task(f"after-{key}", [f"use-{key}"], lambda u: u + 1)
+    dag = b.build()
+    outputs = ["use-a", "use-b", "after-a", "after-b"]
+    expected = {"use-a": 1, "use-b": 1, "after-a": 2, "after-b": 2}
+    main = threading.main_thread().ident
+
+    def drive():
+        arrived = gate.wait_for_arrivals(2, TIMEOUT)
+        # Let the caller's branch finish first, so the caller is waiting, not running a task.
+        first = next((k for k in arrived if roles[k] == "MainThread"), arrived[0])
+        gate.let_through(first)
+        gate.wait_for_passed(1, TIMEOUT)
+        gate.open()
+        if in_del.wait(TIMEOUT):
+            signal.pthread_kill(main, signal.SIGINT)
+
+    with threads(2) as ex:
+        driver = threading.Thread(target=drive)
+        driver.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                ex.run(dag, outputs)
+        finally:
+            let_del.set()
+            driver.join(TIMEOUT)
+        assert in_del.is_set()
+        # The lock was never released on the worker's behalf: the pool runs on, with both slots.
+        wait_for_pool(ex, lambda s: s.idle == s.workers, TIMEOUT)
+        gate.open()
+        for _ in range(20):
+            assert dict(ex.run(dag, outputs)) == expected
+        gate2 = Gate()
+        both, outputs = independent(2, lambda i: gate2.wait(i) or i)
+        opener = threading.Thread(target=lambda: (gate2.wait_for_arrivals(2, TIMEOUT), gate2.open()))
+        opener.start()
+        assert len(ex.run(both, outputs)) == 2
+        opener.join(TIMEOUT)
+
+
+# -- nothing of a finished run stays alive -------------------------------------------------------
+
+
+class Big:
+    pass
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["ok", "failed"])
+def test_idle_threads_keep_no_value_alive(fail):
+    gate = Gate()
+    refs: list = []
+
+    def make(i):
+        gate.wait(i)  # both tasks run at once: one of them on a pool thread
+        obj = Big()
+        refs.append(weakref.ref(obj))
+        return obj
+
+    def boom(value):
+        raise ValueError("boom")
+
+    b = ftdag.DagBuilder()
+    b.add_task("x", [], lambda: make("x"))
+    b.add_task("y", [], lambda: make("y"))
+    b.add_task("bad", ["x"], boom)
+    dag = b.build()
+    with threads(2) as ex:
+        opener = threading.Thread(target=lambda: (gate.wait_for_arrivals(2, TIMEOUT), gate.open()))
+        opener.start()
+        if fail:
+            with pytest.raises(ftdag.TaskError):
+                ex.run(dag, ["y", "bad"])
+        else:
+            res = ex.run(dag, ["x", "y"])
+            assert all(isinstance(v, Big) for v in res.values())
+            del res
+        opener.join(TIMEOUT)
+        wait_for_pool(ex, lambda s: s.idle == s.workers, TIMEOUT)
+        gc.collect()
+        assert len(refs) == 2
+        assert [r() for r in refs] == [None, None]
+
+
+# -- a run cut short while starting the threads -------------------------------------------------
+
+
+def test_interrupted_thread_start_leaves_no_half_started_pool(monkeypatch):
+    workers = 4
+    real_start = threading.Thread.start
+    calls = []
+
+    def start(self):
+        if not self.name.startswith("ftdag-worker-"):
+            return real_start(self)
+        calls.append(self.name)
+        if len(calls) == 1:
+            real_start(self)
+            raise KeyboardInterrupt  # landed after the thread started
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # landed before it started
+        return real_start(self)
+
+    gate, probe = Gate(), ConcurrencyProbe()
+
+    def task(i):
+        with probe.track(i):
+            gate.wait(i)
+        return i
+
+    dag, outputs = independent(workers, task)
+    ex = threads(workers)
+    monkeypatch.setattr(threading.Thread, "start", start)
+    for _ in range(2):
+        with pytest.raises(KeyboardInterrupt):
+            ex.run(dag, outputs)
+    monkeypatch.undo()
+    runner, ran = in_background(ex.run, dag, outputs)
+    gate.wait_for_arrivals(workers, TIMEOUT)  # every slot runs a task: no thread is missing
+    assert probe.current == workers
+    gate.open()
+    runner.join(TIMEOUT)
+    assert len(ran["result"]) == workers and ran["result"].stats.workers == workers
+    ex.close()
+    leftover = [t for t in threading.enumerate() if t.name.startswith("ftdag-worker-")]
+    assert not leftover, leftover
+
+
+# -- a crashed pool thread stops its run ---------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_crashed_thread_stops_its_run(monkeypatch):
+    """After a pool thread crashes, no task of that run starts, solo chain links included."""
+    from ftdag import _threads
+
+    workers, links = 3, 20
+    gate, probe = Gate(), ConcurrencyProbe()
+    roles: dict = {}
+    crasher: list = []
+    real_finish = _threads.ThreadPool._finish
+
+    def finish(self, *args):
+        if threading.current_thread().name in crasher:
+            raise AssertionError("scheduler bug")
+        return real_finish(self, *args)
+
+    def head(key):
+        roles[key] = threading.current_thread().name
+        with probe.track(key):
+            gate.wait(key)
+        return 0
+
+    def link(key, x):
+        with probe.track(key):
+            return x + 1
+
+    b = ftdag.DagBuilder()
+    tails = []
+    for c in range(workers):  # one chain per slot; each link is a solo link of the one before
+        b.add_task((c, 0), [], lambda key=(c, 0): head(key))
+        for j in range(1, links):
+            b.add_task((c, j), [(c, j - 1)], lambda x, key=(c, j): link(key, x))
+        tails.append((c, links - 1))
+    dag = b.build()
+    with threads(workers, worker_queue_cap=1) as ex:
+        monkeypatch.setattr(_threads.ThreadPool, "_finish", finish)
+        runner, ran = in_background(ex.run, dag, tails)
+        heads = gate.wait_for_arrivals(workers, TIMEOUT)
+        doomed = next(k for k in heads if roles[k].startswith("ftdag-worker-"))
+        crasher.append(roles[doomed])
+        gate.let_through(doomed)  # its chain runs to the end, then its thread crashes
+        wait_for_pool(ex, lambda s: s.stopped, TIMEOUT)
+        gate.open()
+        runner.join(TIMEOUT)
+        assert isinstance(ran.get("error"), RuntimeError) and "crashed" in str(ran["error"])
+        others = [k for k in heads if k != doomed]
+        probe.wait_for_ends(others, TIMEOUT)
+        started = set(probe.started())
+        assert {(doomed[0], j) for j in range(links)} <= started
+        # The other chains stopped after their heads: not one more link started.
+        assert started - {(doomed[0], j) for j in range(links)} == set(others)
+        assert pool_state(ex).in_flight == 0
