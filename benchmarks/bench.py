@@ -19,6 +19,8 @@ build during which the GIL was (re-)enabled.
 
 ``--json`` writes every raw timing; the schema is described in :func:`new_document` and
 :class:`records.Measurement` (and tested by ``tests/test_benchmarks.py``).
+
+Importing this module runs nothing: the task modules are compiled and imported by :func:`main`.
 """
 
 from __future__ import annotations
@@ -69,12 +71,6 @@ def precompile() -> None:
             pass
 
 
-precompile()
-
-import runners  # noqa: E402
-import workloads  # noqa: E402
-
-
 def _export_paths() -> None:
     """Let worker processes (spawn/forkserver) import ``workloads`` and ``rollup`` by name."""
     extra = [str(HERE), str(REPO / "examples")]
@@ -87,6 +83,8 @@ def _export_paths() -> None:
 
 
 def interpreter_info() -> dict[str, Any]:
+    import runners
+
     ft = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
     v = sys.version_info
     return {
@@ -104,6 +102,8 @@ def interpreter_info() -> dict[str, Any]:
 
 def constants_immortal() -> bool:
     """Whether the task functions' integer constants are immortal (see :func:`precompile`)."""
+    import workloads
+
     big = [c for c in workloads.spin.__code__.co_consts if isinstance(c, int) and c > 256]
     return all(sys.getrefcount(c) >= 1 << 29 for c in big)
 
@@ -144,6 +144,8 @@ def measure(wl, runner_name: str, workers: int, repeat: int, budget_s: float | N
     hypervisor) used on average during the timed rounds (Linux only, else ``None``; see
     :func:`environment.background_load`).
     """
+    import runners
+
     times: dict[str, list[float]] = {"plain": [], "runner": []}
     known: dict[str, Any] = dict(
         workload=wl.name, title=wl.title, description=wl.description, params=wl.params, n_tasks=wl.n_tasks,
@@ -191,6 +193,8 @@ def measure(wl, runner_name: str, workers: int, repeat: int, budget_s: float | N
 
 
 def run_in_process(args, spin_per_ms: float, doc: dict[str, Any], progress=None) -> None:
+    import workloads
+
     for w in args.workload:
         wl = workloads.make(w, args.size, spin_per_ms, **args.param)
         for r in args.runner:
@@ -259,6 +263,9 @@ def to_json(doc: dict[str, Any]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    import runners
+    import workloads
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workload", action="extend", nargs="+", choices=workloads.WORKLOADS,
@@ -302,8 +309,12 @@ def _param(text: str) -> tuple[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    precompile()  # before the first import of a task module (parse_args imports them)
     args = parse_args(argv)
     _export_paths()
+    import runners
+    import workloads
+
     if args.calibrate:
         print(f"{workloads.calibrate():.1f}")
         return 0

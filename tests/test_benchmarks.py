@@ -1,12 +1,14 @@
 """The benchmark harness (benchmarks/): every runner agrees with the plain loop on every workload,
 bench.py's JSON has its documented schema, the records derive their numbers, the reference is
-computed once, and the reports format.  Tiny sizes, no timing assertions."""
+computed once, the reports format, and importing bench.py runs nothing.  Tiny sizes, no timing
+assertions."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.timeout(120)
 
 SPIN = 2000.0  # loop rounds per "ms": fixed, so that no test calibrates or depends on timing
 PARALLEL = [r for r in runners.RUNNERS if r != "plain"]
+FREE_THREADED = bool(__import__("sysconfig").get_config_var("Py_GIL_DISABLED"))
 
 
 @pytest.fixture(autouse=True)
@@ -201,6 +204,35 @@ def test_a_child_that_cannot_start_is_an_error_record(tmp_path):
                                 repeat=1, budget=None, spin_per_ms=SPIN, timeout=30)
     assert rec.ok is False and "could not start" in rec.error
     assert set(rec.to_json()) >= MEASUREMENT_FIELDS
+
+
+# -- importing bench.py runs nothing; running it compiles the task modules ----------------------
+
+
+def _python(args: list[str], pycache: Path) -> str:
+    """Run this interpreter as these machines do (PYTHONDONTWRITEBYTECODE=1), bytecode cache in ``pycache``."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(pycache))
+    proc = subprocess.run([sys.executable, *args], cwd=BENCH, env=env, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_importing_bench_compiles_nothing(tmp_path):
+    out = _python(["-c", "import sys, bench; print(sorted(m for m in ('workloads', 'runners', 'rollup') "
+                   "if m in sys.modules))"], tmp_path / "pycache")
+    assert out.strip() == "[]"  # no task module imported either (it would be compiled from source)
+    assert not list(tmp_path.rglob("*.pyc"))
+
+
+def test_running_bench_precompiles_its_task_modules(tmp_path):
+    """Under PYTHONDONTWRITEBYTECODE=1 too: on 3.13t, task code compiled from source at import has
+    mortal constants that threads contend on (see bench.precompile)."""
+    pycache, out = tmp_path / "pycache", tmp_path / "b.json"
+    _python([str(BENCH / "bench.py"), "--quiet", "--in-process", "--size", "tiny", "--workload", "chain",
+             "--runner", "ftdag-sequential", "--repeat", "1", "--spin-per-ms", str(SPIN), "--json", str(out)], pycache)
+    assert {p.name.split(".")[0] for p in pycache.rglob("*.pyc")} == {"workloads", "runners", "rollup"}
+    assert json.loads(out.read_text())["interpreter"]["task_constants_immortal"] or not FREE_THREADED
 
 
 # -- the typed records and the one reference ----------------------------------------------------
