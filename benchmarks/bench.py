@@ -3,6 +3,7 @@
 
     python benchmarks/bench.py [--workload W ...] [--runner R ...] [--workers 2] [--repeat N]
                                [--size quick|full|tiny] [--json out.json]
+    python benchmarks/bench.py --small-graph diamond|chain [--repeat ROUNDS] [--runs N] [--json out.json]
 
 For every (workload, runner) pair it reports the best and the median of N repetitions of the
 runner and of the plain loop (``runners.run_plain``, the zero-overhead reference), measured
@@ -16,6 +17,9 @@ The table shows, per runner, ``x plain``: its time over the plain loop's (below 
 than not parallelising at all), and for the no-op chain the scheduling overhead per task in
 µs, ``(runner - plain) / tasks``.  A ``GIL ON`` flag marks a measurement on a free-threaded
 build during which the GIL was (re-)enabled.
+
+``--small-graph CASE`` measures one case of the small-graph row in this process instead (see
+``smallgraph.py``).
 
 ``--json`` writes every raw timing; the schema is described in :func:`new_document` and
 :class:`records.Measurement` (and tested by ``tests/test_benchmarks.py``).
@@ -118,6 +122,7 @@ def new_document(settings: dict[str, Any]) -> dict[str, Any]:
                       ``free_threaded_build``, ``gil_enabled_at_start``, ``executable``, ...
     ``settings``      ``workers``, ``repeat``, ``size``, ``spin_per_ms``, ``budget_s``
     ``measurements``  one :class:`records.Measurement` per (workload, runner), as its ``to_json()``
+    ``small_graph``   with ``--small-graph``: one :class:`records.SmallGraphResult`, as its ``to_json()``
     """
     return {
         "schema": SCHEMA,
@@ -126,6 +131,7 @@ def new_document(settings: dict[str, Any]) -> dict[str, Any]:
         "interpreter": interpreter_info(),
         "settings": settings,
         "measurements": [],
+        "small_graph": [],
     }
 
 
@@ -255,7 +261,8 @@ def table(doc: dict[str, Any]) -> str:
 
 
 def to_json(doc: dict[str, Any]) -> str:
-    out = dict(doc, measurements=[m.to_json() for m in doc["measurements"]])
+    out = dict(doc, measurements=[m.to_json() for m in doc["measurements"]],
+               small_graph=[r.to_json() for r in doc["small_graph"]])
     return json.dumps(out, indent=1, default=repr) + "\n"
 
 
@@ -264,16 +271,19 @@ def to_json(doc: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     import runners
+    import smallgraph
     import workloads
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workload", action="extend", nargs="+", choices=workloads.WORKLOADS,
-                   help="workloads to run (default: all)")
+    p.add_argument("--workload", action="extend", nargs="+", choices=workloads.ALL_WORKLOADS,
+                   help="workloads to run (default: all of the comparison table's)")
     p.add_argument("--runner", action="extend", nargs="+", choices=runners.RUNNERS,
                    help="runners to measure (default: all but plain, which is always measured as the reference)")
     p.add_argument("--workers", type=int, default=2, help="workers for every parallel runner (default 2)")
-    p.add_argument("--repeat", type=int, default=5, help="timed repetitions (default 5); best and median are reported")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed repetitions (default 5), or rounds with --small-graph (default "
+                        f"{smallgraph.ROUNDS}); best and median are reported")
     p.add_argument("--size", choices=tuple(workloads.SIZES), default="full",
                    help="workload sizes (default full: the sizes the issues' targets name)")
     p.add_argument("--budget", type=float, default=None,
@@ -288,12 +298,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=900, help="per-measurement timeout when isolated (s)")
     p.add_argument("--quiet", action="store_true", help="print no progress and no table")
     p.add_argument("--calibrate", action="store_true", help="print spin rounds per ms for this interpreter and exit")
+    p.add_argument("--small-graph", choices=tuple(smallgraph.CASES), default=None,
+                   help="measure this small-graph case in this process instead of the table")
+    p.add_argument("--runs", type=int, default=None,
+                   help="with --small-graph: timed calls per round (default: the case's)")
     args = p.parse_args(argv)
     args.param = dict(args.param)
     args.workload = list(dict.fromkeys(args.workload or workloads.WORKLOADS))
     args.runner = list(dict.fromkeys(args.runner or (r for r in runners.RUNNERS if r != "plain")))
-    if args.workers < 1 or args.repeat < 1:
-        p.error("--workers and --repeat must be >= 1")
+    if args.repeat is None:
+        args.repeat = smallgraph.ROUNDS if args.small_graph else 5
+    if args.workers < 1 or args.repeat < 1 or (args.runs is not None and args.runs < 1):
+        p.error("--workers, --repeat and --runs must be >= 1")
     return args
 
 
@@ -318,23 +334,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.calibrate:
         print(f"{workloads.calibrate():.1f}")
         return 0
-    spin_per_ms = args.spin_per_ms or workloads.calibrate()
-    doc = new_document({"workers": args.workers, "repeat": args.repeat, "size": args.size,
-                        "spin_per_ms": spin_per_ms, "budget_s": args.budget,
-                        "isolated": not args.in_process})
-    if args.in_process:
-        def progress(w, r):
-            print(f"· {w} · {r}", file=sys.stderr, flush=True)
-        run_in_process(args, spin_per_ms, doc, None if args.quiet else progress)
+    if args.small_graph:
+        import smallgraph
+
+        doc = new_document({"workers": args.workers, "repeat": args.repeat, "runs": args.runs})
+        result = smallgraph.measure(smallgraph.CASES[args.small_graph], args.workers, args.repeat, args.runs)
+        doc["small_graph"].append(result)
+        if not args.quiet:
+            print(f"{result.title}: {result.runner} {fmt_time(result.runner_s)}, {result.reference} "
+                  f"{fmt_time(result.reference_s)}: {fmt_x(result.ratio)} (target ≤ {result.target:g}×)"
+                  if result.ok else f"{result.title}: {error_cell(result.error)}")
     else:
-        run_isolated(args, spin_per_ms, doc)
+        spin_per_ms = args.spin_per_ms or workloads.calibrate()
+        doc = new_document({"workers": args.workers, "repeat": args.repeat, "size": args.size,
+                            "spin_per_ms": spin_per_ms, "budget_s": args.budget,
+                            "isolated": not args.in_process})
+        if args.in_process:
+            def progress(w, r):
+                print(f"· {w} · {r}", file=sys.stderr, flush=True)
+            run_in_process(args, spin_per_ms, doc, None if args.quiet else progress)
+        else:
+            run_isolated(args, spin_per_ms, doc)
+        if not args.quiet:
+            print(table(doc))
     doc["interpreter"]["gil_enabled_at_end"] = runners.gil_enabled()
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(to_json(doc))
-    if not args.quiet:
-        print(table(doc))
-    mismatched = [m for m in doc["measurements"] if str(m.error or "").startswith("ResultMismatch")]
+    mismatched = [m for m in doc["measurements"] + doc["small_graph"]
+                  if str(m.error or "").startswith("ResultMismatch")]
     return 2 if mismatched else 0
 
 

@@ -11,13 +11,13 @@ Runs with any Python >= 3.11 (it only orchestrates).  It
    they are cached), plus ``python3.14t`` if it is on ``PATH``;
 2. calibrates the CPU tasks once, on the GIL build, so every interpreter does the same work;
 3. measures (``measurement.py``), each in a fresh subprocess of that venv's Python: every
-   (interpreter, workload, runner) beside the plain loop in the same process; the break-even
-   task-size sweep;
+   (interpreter, workload, runner) beside the plain loop in the same process; the small-graph
+   row (``smallgraph.py``); the break-even task-size sweep;
 4. writes ``results.md`` and ``results.json`` (``report.py``) and ``speedup.png`` (``chart.py``)
    into ``benchmarks/results/<mode>/`` (or ``--out``), and prints the report.
 
 ``quick`` (the default) uses smaller workloads and at most 5 repetitions (1.5 s) per measurement and
-finishes in about 3 minutes on a 2-core machine once the interpreters exist; ``--full`` uses
+finishes in about 4 minutes on a 2-core machine once the interpreters exist; ``--full`` uses
 the full sizes and 7 repetitions.
 
 Reading the table: ``× same plain`` is the speed-up over the plain loop on the same
@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     measurer = Measurer(mode, args.workers, spin_per_ms, env)
     say(f"Measuring ({len(args.workload) * len(interps) * len(args.runner)} measurements, each in a fresh process):")
     measurements = measurer.table(interps, args.workload, args.runner)
+    say("Small graphs (ftdag threads against a reference in the same process):")
+    small_graph = measurer.small_graphs(interps)
     sweep = [] if args.no_sweep else measurer.sweep(interps)
 
     machine["loadavg_end"] = loadavg()
@@ -141,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                           timeout_s=mode.timeout, noisy_retries=mode.retries, spin_per_ms=spin_per_ms,
                           calibrated_on=calibrated_on.label, workloads=tuple(args.workload),
                           runners=tuple(args.runner), sweep_work_us=SWEEP_WORK_US),
-        measurements=tuple(measurements), sweep=tuple(sweep),
+        measurements=tuple(measurements), small_graph=tuple(small_graph), sweep=tuple(sweep),
     )
     return write(c, out, with_chart=not args.no_chart, started=started)
 

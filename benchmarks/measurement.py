@@ -2,8 +2,9 @@
 
 :func:`calibrate`        CPU task sizes, once, on one interpreter (the same work everywhere).
 :func:`run_child`        one (workload, runner) measurement as ``bench.py --in-process``.
-:class:`Measurer`        every measurement of the comparison in order (the table, the
-                         break-even sweep), with progress, a second attempt for a parallel
+:func:`run_small_graph`  one small-graph case as ``bench.py --small-graph``.
+:class:`Measurer`        every measurement of the comparison in order (the table, the small-graph
+                         row, the break-even sweep), with progress, a second attempt for a parallel
                          runner timed on a busy machine, and a clean stop on Ctrl-C.
 
 Importing this module runs nothing.
@@ -20,11 +21,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from environment import Interpreter, loadavg, say
-from records import Measurement, with_interpreter
+from records import Measurement, SmallGraphResult, with_interpreter
 from report import LABELS, error_cell, fmt_time, fmt_x
 
 HERE = Path(__file__).resolve().parent
-R = TypeVar("R", bound=Measurement)
+R = TypeVar("R", Measurement, SmallGraphResult)
 
 
 @dataclass(frozen=True)
@@ -103,13 +104,32 @@ def run_child(python: str, workload: str, runner: str, *, size: str, workers: in
     return Measurement.failed(workload, runner, str(reason), params=dict(params or {}), loadavg=loadavg())
 
 
+def run_small_graph(python: str, case: str, *, workers: int, rounds: int | None = None, runs: int | None = None,
+                    timeout: float | None, env: dict[str, str] | None = None) -> SmallGraphResult:
+    """Run one small-graph case as ``python bench.py --small-graph CASE``; never raises for a failing child."""
+    import smallgraph
+
+    argv = ["--small-graph", case, "--workers", str(workers)]
+    if rounds is not None:
+        argv += ["--repeat", str(rounds)]
+    if runs is not None:
+        argv += ["--runs", str(runs)]
+    doc, reason = _run_bench(python, argv, timeout, env)
+    if doc is not None:
+        try:
+            return SmallGraphResult.from_json(doc["small_graph"][0])
+        except (KeyError, IndexError, TypeError) as exc:
+            reason = f"unreadable result ({type(exc).__name__})"
+    return smallgraph.record(smallgraph.CASES[case], ok=False, error=str(reason))
+
+
 def sweep_runners(interp: Interpreter) -> list[str]:
     """ftdag's parallel backends worth sweeping on a build: threads where the GIL is off; on a
     GIL build processes (the default there) and threads (for comparison)."""
     return ["ftdag-threads"] if interp.ft else ["ftdag-processes", "ftdag-threads"]
 
 
-def _noise(rec: Measurement) -> str:
+def _noise(rec: Measurement | SmallGraphResult) -> str:
     return f"other processes used {rec.load:.2f} CPU"
 
 
@@ -136,6 +156,22 @@ class Measurer:
         plan = [(w, i, r) for w in workloads for i in interps for r in runners]
         return self._each("", plan, lambda w, i, r: f"{i.label} · {LABELS.get(w, w)} · {r}", measure, show,
                           retry=lambda w, i, r: r != "ftdag-sequential")
+
+    def small_graphs(self, interps: Sequence[Interpreter]) -> list[SmallGraphResult]:
+        """Every small-graph case, on the free-threaded builds first, then on the GIL build for reference."""
+        import smallgraph
+
+        def measure(case, interp):
+            return run_small_graph(interp.bench.python, case, workers=self.workers, timeout=self.mode.timeout,
+                                   env=self.env)
+
+        def show(rec, interp):
+            return (f"{fmt_time(rec.runner_s)} vs {fmt_time(rec.reference_s)}: {fmt_x(rec.ratio)} "
+                    f"(target ≤ {rec.target:g}× on free-threaded builds)")
+
+        plan = [(c, i) for c in smallgraph.CASES for i in sorted(interps, key=lambda i: not i.ft)]
+        return self._each("small graph ", plan, lambda c, i: f"{i.label} · {smallgraph.CASES[c].title}", measure,
+                          show, retry=lambda c, i: True)
 
     def sweep(self, interps: Sequence[Interpreter]) -> list[Measurement]:
         """The heavy fan-out workload at several task sizes: from what size does ftdag beat the plain loop?"""

@@ -2,6 +2,8 @@
 
 :class:`Measurement`       one (interpreter, workload, runner) measurement: the runner's and the plain
                            loop's times, measured interleaved in one process.
+:class:`SmallGraphResult`  one small-graph case on one interpreter: ftdag threads against a reference
+                           runner in the same process, per-run medians.
 :class:`Row`               one row of the comparison table.
 :class:`Reference`         the plain loops every speed-up of the table is taken against, computed here
                            and nowhere else.
@@ -16,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, Protocol, TypeVar
 
-__all__ = ["NOISY_CPUS", "Measurement", "Reference", "Row", "reference_interpreter", "with_interpreter"]
+__all__ = ["NOISY_CPUS", "Measurement", "Reference", "Row", "SmallGraphResult", "reference_interpreter", "with_interpreter"]
 
 NOISY_CPUS = 0.25  # other processes using this much CPU during a measurement make it suspect
 
@@ -43,7 +45,8 @@ def _fields_of(cls: type[T], data: Mapping[str, Any], **override: Any) -> T:
 
 
 class _Timed:
-    """What timed records share: the CPU other processes took while they were timed (fields ``background_cpus``, ``steal_cpus``), the noisy attempts they replaced
+    """What :class:`Measurement` and :class:`SmallGraphResult` share: the CPU other processes took while
+    they were timed (fields ``background_cpus``, ``steal_cpus``), the noisy attempts they replaced
     (``discarded_noisy_attempts``), and their JSON form: every field, then the ``DERIVED`` properties."""
 
     DERIVED: ClassVar[tuple[str, ...]] = ()
@@ -153,6 +156,59 @@ class Measurement(_Timed):
         if not (self.ok and pb and rb and self.n_tasks):
             return None
         return (rb - pb) / self.n_tasks * 1e6
+
+
+@dataclass(frozen=True)
+class SmallGraphResult(_Timed):
+    """One small-graph case (``benchmarks/smallgraph.py``) on one interpreter.
+
+    ``runs`` calls of ``runner`` and as many of ``reference`` are timed one by one, in blocks,
+    in one process, for each of ``rounds`` rounds (alternating which goes first);
+    ``runner_medians_s`` and ``reference_medians_s`` hold each round's median time of one call.
+    The reported time is the best of those medians, the ratio is runner over reference, and
+    ``target`` is the ratio the project aims for on the free-threaded build.
+    """
+
+    case: str
+    title: str
+    runner: str
+    reference: str
+    target: float
+    runs: int
+    ok: bool
+    error: str | None = None
+    runner_medians_s: tuple[float, ...] = ()
+    reference_medians_s: tuple[float, ...] = ()
+    n_tasks: int | None = None
+    free_threaded_build: bool | None = None
+    gil_enabled_after: bool | None = None
+    background_cpus: float | None = None
+    steal_cpus: float | None = None
+    interpreter: str | None = None
+    discarded_noisy_attempts: tuple[SmallGraphResult, ...] = ()
+
+    DERIVED = ("rounds", "runner_s", "reference_s", "ratio", "meets_target")
+
+    @property
+    def rounds(self) -> int:
+        return len(self.runner_medians_s)
+
+    @property
+    def runner_s(self) -> float | None:
+        return _best_median(self.runner_medians_s)[0]
+
+    @property
+    def reference_s(self) -> float | None:
+        return _best_median(self.reference_medians_s)[0]
+
+    @property
+    def ratio(self) -> float | None:
+        """Runner time over reference time, both measured in the same process (lower is better)."""
+        return _over(self.runner_s, self.reference_s) if self.ok else None
+
+    @property
+    def meets_target(self) -> bool | None:
+        return None if self.ratio is None else self.ratio <= self.target
 
 
 @dataclass(frozen=True)

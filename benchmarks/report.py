@@ -1,10 +1,11 @@
-"""The comparison's report: the table of every measurement and the break-even sweep, as ``results.md`` and ``results.json``; and the cell formatting ``bench.py`` shares.
+"""The comparison's report: the table of every measurement, the small-graph row, the break-even
+sweep, as ``results.md`` and ``results.json``; and the cell formatting ``bench.py`` shares.
 
 A :class:`Comparison` holds everything one run of ``compare.py`` measured; its :attr:`rows` are
 the table (speed-ups from :class:`records.Reference`, computed nowhere else), :func:`markdown_report`
 renders it and :meth:`Comparison.to_json` is ``results.json`` (schema ``ftdag-compare/1``:
 ``schema``, ``date``, ``mode``, ``duration_s``, ``machine``, ``interrupted``, ``interpreters``,
-``settings``, ``reference``, ``measurements``, ``sweep``, ``breakeven``, ``summary``).
+``settings``, ``reference``, ``measurements``, ``sweep``, ``breakeven``, ``small_graph``, ``summary``).
 
 Importing this module runs nothing.
 """
@@ -19,7 +20,7 @@ from functools import cached_property
 from typing import Any
 
 from environment import Interpreter, build_caveat
-from records import Measurement, Reference, Row
+from records import Measurement, Reference, Row, SmallGraphResult
 
 SCHEMA = "ftdag-compare/1"
 LABELS = {
@@ -112,6 +113,7 @@ class Comparison:
     interpreters: tuple[Interpreter, ...]
     settings: Settings
     measurements: tuple[Measurement, ...]
+    small_graph: tuple[SmallGraphResult, ...] = ()
     sweep: tuple[Measurement, ...] = ()
     interrupted: bool = False
 
@@ -141,6 +143,7 @@ class Comparison:
             "measurements": [m.to_json() for m in self.measurements],
             "sweep": [m.to_json() for m in self.sweep],
             "breakeven": [asdict(b) for b in self.breakeven],
+            "small_graph": [r.to_json() for r in self.small_graph],
             "summary": [r.to_json() for r in self.rows],
         }
 
@@ -254,6 +257,36 @@ def headline(c: Comparison) -> str:
     return "\n".join(lines)
 
 
+# -- small graphs ------------------------------------------------------------------------------
+
+
+def small_graph_markdown(results: Sequence[SmallGraphResult]) -> str:
+    """The small-graph row: per case and interpreter, ftdag threads against its same-process reference."""
+    header = ["graph", "interpreter", "ftdag threads", "reference", "threads / reference", "target",
+              "runs × rounds"]
+    body = []
+    for r in results:
+        if not r.ok:
+            body.append([r.title, str(r.interpreter), error_cell(r.error), r.reference, "", "", ""])
+            continue
+        if r.free_threaded_build:
+            target = f"≤ {r.target:g}×: {'met' if r.meets_target else 'missed'}"
+        else:
+            target = f"(≤ {r.target:g}× on free-threaded builds)"
+        body.append([r.title, str(r.interpreter), fmt_time(r.runner_s) + ("†" if r.noisy else ""),
+                     f"{r.reference} {fmt_time(r.reference_s)}", fmt_x(r.ratio), target, f"{r.runs} × {r.rounds}"])
+    intro = (
+        "### Small graphs\n\n"
+        "ftdag threads on graphs too small to gain from a second worker, against a reference run in the same "
+        "process: ftdag sequential on a 3-task diamond (one source, two tasks on it, one joining them: the fixed "
+        "cost of one `Executor.run`), the plain loop on the 10,000-task no-op chain. After a warm-up, each round "
+        "times every call one by one, the runner's calls and then the reference's (the other way round the next "
+        "round); a time is the best of the rounds' medians, the ratio threads over reference (lower is better). "
+        "The targets are the project's, for the free-threaded build; the GIL build's rows are for reference. "
+        "†: other processes took CPU meanwhile.")
+    return intro + "\n\n" + markdown_table(header, body)
+
+
 # -- break-even sweep --------------------------------------------------------------------------
 
 
@@ -291,8 +324,10 @@ def breakeven_markdown(rows: Sequence[BreakEven], work_us: float) -> str:
 
 
 def markdown_report(c: Comparison, chart: bool) -> str:
-    """``results.md`` without its title: description, table, legend, headline, sweep, chart."""
+    """``results.md`` without its title: description, table, legend, headline, small graphs, sweep, chart."""
     parts = [describe(c), markdown(c.rows, c.reference), LEGEND.format(ref=c.reference.label), headline(c)]
+    if c.small_graph:
+        parts.append(small_graph_markdown(c.small_graph))
     if c.breakeven:
         parts.append(breakeven_markdown(c.breakeven, c.settings.sweep_work_us))
     if chart:

@@ -23,9 +23,10 @@ import compare  # noqa: E402
 import measurement  # noqa: E402
 import report  # noqa: E402
 import runners  # noqa: E402
+import smallgraph  # noqa: E402
 import workloads  # noqa: E402
 from environment import Interpreter, background_load, cpu_snapshot  # noqa: E402
-from records import Measurement, Reference, reference_interpreter  # noqa: E402
+from records import Measurement, Reference, SmallGraphResult, reference_interpreter  # noqa: E402
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,7 +45,7 @@ def _worker_paths(monkeypatch):
 
 @pytest.mark.parametrize(
     "name, size",
-    [(name, "tiny") for name in workloads.WORKLOADS]
+    [(name, "tiny") for name in workloads.ALL_WORKLOADS]
     + [(name, "quick") for name in workloads.WORKLOADS if name != "gil-release"],  # same graph, bigger buffers
 )
 def test_workload_descriptions_are_consistent(name, size):
@@ -67,10 +68,22 @@ def test_sizes_match_the_issue_targets():
     assert full["gil-release"]["mb"] == 1
 
 
+def test_small_graph_cases_are_the_issue_targets():
+    diamond = workloads.make("diamond", "full", SPIN)
+    assert (diamond.n_tasks, len(diamond.sources)) == (3, 1)
+    assert [len(diamond.tasks[k][1]) for k in diamond.order] == [1, 1, 2]
+    assert "diamond" not in workloads.WORKLOADS  # not a row of the comparison table
+    d, c = smallgraph.CASES["diamond"], smallgraph.CASES["chain"]
+    assert (d.runner, d.reference, d.target, d.runs, smallgraph.ROUNDS) == (
+        "ftdag-threads", "ftdag-sequential", 2.0, 2000, 5)
+    assert (c.runner, c.reference, c.target) == ("ftdag-threads", "plain", 1.2)
+    assert workloads.make(c.workload, "full", SPIN).n_tasks == 10_000
+
+
 def test_task_functions_pickle_by_reference():
     import pickle
 
-    for name in workloads.WORKLOADS:
+    for name in workloads.ALL_WORKLOADS:
         wl = workloads.make(name, "tiny", SPIN)
         for fn, _ in wl.tasks.values():
             assert pickle.loads(pickle.dumps(fn)) is not None
@@ -91,7 +104,7 @@ def test_rollup_workload_reuses_the_example_graph():
 
 
 @pytest.mark.parametrize("runner", PARALLEL)
-@pytest.mark.parametrize("name", workloads.WORKLOADS)
+@pytest.mark.parametrize("name", workloads.ALL_WORKLOADS)
 def test_runner_matches_plain_loop(name, runner):
     wl = workloads.make(name, "tiny", SPIN)
     expected = runners.run_plain(wl)
@@ -102,6 +115,7 @@ def test_runner_matches_plain_loop(name, runner):
             got = r.run(wl)
             runners.check_same(runner, got, expected)
             assert list(got) == list(wl.outputs)
+        runners.check_same(runner, dict(r.call(wl)()), expected)  # the bare call the small-graph row times
     finally:
         r.close()
     if runner.startswith("ftdag-"):
@@ -130,7 +144,7 @@ MEASUREMENT_FIELDS = {
 
 def _check_document(doc):
     assert doc["schema"] == "ftdag-bench/1"
-    assert set(doc) >= {"schema", "date", "machine", "interpreter", "settings", "measurements"}
+    assert set(doc) >= {"schema", "date", "machine", "interpreter", "settings", "measurements", "small_graph"}
     assert isinstance(doc["machine"]["cpu_count"], int)
     it = doc["interpreter"]
     assert set(it) >= {"label", "version", "build", "free_threaded_build", "gil_enabled_at_start",
@@ -204,6 +218,8 @@ def test_a_child_that_cannot_start_is_an_error_record(tmp_path):
                                 repeat=1, budget=None, spin_per_ms=SPIN, timeout=30)
     assert rec.ok is False and "could not start" in rec.error
     assert set(rec.to_json()) >= MEASUREMENT_FIELDS
+    sg = measurement.run_small_graph(str(tmp_path / "no-python"), "diamond", workers=2, timeout=30)
+    assert sg.ok is False and "could not start" in sg.error and sg.title == "3-task diamond"
 
 
 # -- importing bench.py runs nothing; running it compiles the task modules ----------------------
@@ -287,13 +303,13 @@ def test_the_reference_is_the_gil_builds_plain_loop_computed_once():
         ("3.13t", "ftdag-threads")] == pytest.approx(1.6)
 
 
-def _comparison(interps, measurements, sweep=()):
+def _comparison(interps, measurements, small_graph=(), sweep=()):
     settings = report.Settings(workers=2, size="tiny", repeat=1, budget_s=1.0, timeout_s=10, noisy_retries=0,
                                spin_per_ms=SPIN, calibrated_on="3.13", workloads=("fine",),
                                runners=("ftdag-threads",), sweep_work_us=200_000)
     machine = {"cpu_count": 2, "platform": "Linux", "machine": "x86_64"}
     return report.Comparison("quick", "2026-01-01T00:00:00+00:00", 1.0, machine, tuple(interps), settings,
-                             tuple(measurements), sweep=tuple(sweep))
+                             tuple(measurements), tuple(small_graph), tuple(sweep))
 
 
 def test_compare_table_from_records():
@@ -317,7 +333,56 @@ def test_compare_table_from_records():
     assert "**ON⚠**" in md
     assert "3.13t · ftdag-threads 2.00×" in report.headline(c)
     text = report.markdown_report(c, chart=False)
-    assert "× 3.13 plain" in text and report.CHART_LINK not in text
+    assert "× 3.13 plain" in text and "### Small graphs" not in text and report.CHART_LINK not in text
+
+
+# -- the small-graph row -------------------------------------------------------------------------
+
+
+def _sg(case, interp, runner_s, reference_s, ok=True):
+    c = smallgraph.CASES[case]
+    return smallgraph.record(c, ok=ok, error=None if ok else "RuntimeError: boom", runs=c.runs,
+                             runner_medians_s=(runner_s * 1.1, runner_s) if ok else (),
+                             reference_medians_s=(reference_s, reference_s * 1.2) if ok else (),
+                             free_threaded_build=interp.endswith("t"), interpreter=interp)
+
+
+def test_small_graph_row_in_the_report():
+    results = [_sg("diamond", "3.13t", 30e-6, 20e-6), _sg("diamond", "3.13", 40e-6, 10e-6),
+               _sg("chain", "3.13t", 3.0e-3, 2.0e-3), _sg("chain", "3.13", 0, 0, ok=False)]
+    assert results[0].runner_s == 30e-6 and results[0].rounds == 2
+    assert results[0].ratio == pytest.approx(1.5) and results[0].meets_target is True
+    assert results[2].ratio == pytest.approx(1.5) and results[2].meets_target is False
+    text = report.small_graph_markdown(results)
+    assert "| graph | interpreter | ftdag threads | reference | threads / reference | target | runs × rounds |" in text
+    assert "| 3-task diamond | 3.13t | 30 µs | ftdag-sequential 20 µs | 1.50× | ≤ 2×: met | 2000 × 2 |" in text
+    assert "| 3-task diamond | 3.13 | 40 µs | ftdag-sequential 10 µs | 4.00× | (≤ 2× on free-threaded builds) |" in text
+    assert "| no-op chain 10000 | 3.13t | 3.0 ms | plain 2.0 ms | 1.50× | ≤ 1.2×: missed | 50 × 2 |" in text
+    assert "| no-op chain 10000 | 3.13 | n/a: RuntimeError: boom | plain |" in text
+    c = _comparison([_interp("3.13"), _interp("3.13t")], [_m("fine", "3.13", "ftdag-threads", 1.0, 1.0)],
+                    small_graph=results)
+    assert text in report.markdown_report(c, chart=True)
+    doc = json.loads(json.dumps(c.to_json()))
+    first = doc["small_graph"][0]
+    assert (first["case"], first["interpreter"], first["ratio"], first["target"], first["meets_target"]) == (
+        "diamond", "3.13t", pytest.approx(1.5), 2.0, True)
+    assert SmallGraphResult.from_json(first) == results[0]
+
+
+@pytest.mark.parametrize("case", smallgraph.CASES)
+def test_small_graph_case_in_process(case):
+    r = smallgraph.measure(smallgraph.CASES[case], workers=2, rounds=2, runs=3)
+    assert r.ok, r.error
+    assert (r.case, r.runs, r.rounds, r.free_threaded_build) == (case, 3, 2, FREE_THREADED)
+    assert len(r.reference_medians_s) == 2 and r.ratio > 0
+    assert r.gil_enabled_after is (not FREE_THREADED)
+
+
+def test_small_graph_case_in_a_subprocess():
+    r = measurement.run_small_graph(sys.executable, "diamond", workers=2, rounds=2, runs=5, timeout=60)
+    assert r.ok, r.error
+    assert (r.title, r.runner, r.reference, r.runs, r.rounds) == ("3-task diamond", "ftdag-threads",
+                                                                  "ftdag-sequential", 5, 2)
 
 
 # -- noise, sweep, options -----------------------------------------------------------------------
