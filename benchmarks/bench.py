@@ -3,6 +3,7 @@
 
     python benchmarks/bench.py [--workload W ...] [--runner R ...] [--workers 2] [--repeat N]
                                [--size quick|full|tiny] [--json out.json]
+    python benchmarks/bench.py --small-graph diamond|chain [--repeat ROUNDS] [--runs N] [--json out.json]
 
 For every (workload, runner) pair it reports the best and the median of N repetitions of the
 runner and of the plain loop (``runners.run_plain``, the zero-overhead reference), measured
@@ -17,23 +18,24 @@ than not parallelising at all), and for the no-op chain the scheduling overhead 
 µs, ``(runner - plain) / tasks``.  A ``GIL ON`` flag marks a measurement on a free-threaded
 build during which the GIL was (re-)enabled.
 
+``--small-graph CASE`` measures one case of the small-graph row in this process instead (see
+``smallgraph.py``).
+
 ``--json`` writes every raw timing; the schema is described in :func:`new_document` and
-:func:`measure` (and tested by ``tests/test_benchmarks.py``).
+:class:`records.Measurement` (and tested by ``tests/test_benchmarks.py``).
+
+Importing this module runs nothing: the task modules are compiled and imported by :func:`main`.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
-import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import sysconfig
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,34 +46,33 @@ for _p in (str(HERE), str(REPO / "examples")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+from environment import background_load, cpu_snapshot, loadavg, machine_info, now_iso  # noqa: E402
+from records import NOISY_CPUS, Measurement  # noqa: E402
+from report import error_cell, fmt_time, fmt_x, gil_cell, markdown_table  # noqa: E402
 
-def _precompile() -> None:
-    """Make sure the task modules load from bytecode files, not from source.
+SCHEMA = "ftdag-bench/1"
+TASK_MODULES = (HERE / "workloads.py", HERE / "runners.py", REPO / "examples" / "rollup.py")
+
+
+def precompile() -> None:
+    """Make sure the task modules load from bytecode files, not from source: call before importing them.
 
     On free-threaded 3.13, a module compiled from source at import time (the first import, or
-    any import under ``PYTHONDONTWRITEBYTECODE=1``) keeps mutable reference counts on its code
-    constants (``compile()`` turns off their immortalization, CPython gh-118527), so threads
-    running the same task function contend on the counts of its integer constants: a
-    pure-Python loop then runs *slower* on two threads than on one.  Loaded from a ``.pyc``,
-    the constants are immortal and threads scale.  ``py_compile`` writes the ``.pyc`` even
-    when ``sys.dont_write_bytecode`` is set; a read-only checkout just skips this.
+    any import under ``PYTHONDONTWRITEBYTECODE=1``, which this project's machines set) keeps
+    mutable reference counts on its code constants (``compile()`` turns off their
+    immortalization, CPython gh-118527), so threads running the same task function contend on
+    the counts of its integer constants: a pure-Python loop then runs *slower* on two threads
+    than on one.  Loaded from a ``.pyc``, the constants are immortal and threads scale.
+    ``py_compile`` (which ``compileall`` calls) writes the ``.pyc`` even when
+    ``sys.dont_write_bytecode`` is set; a read-only checkout just skips this.
     """
     import compileall
 
-    for path in (HERE / "workloads.py", HERE / "runners.py", REPO / "examples" / "rollup.py"):
+    for path in TASK_MODULES:
         try:
             compileall.compile_file(str(path), quiet=2)
         except OSError:
             pass
-
-
-_precompile()
-
-import runners  # noqa: E402
-import workloads  # noqa: E402
-
-SCHEMA = "ftdag-bench/1"
-DEFAULT_RUNNERS = tuple(r for r in runners.RUNNERS if r != "plain")
 
 
 def _export_paths() -> None:
@@ -86,6 +87,8 @@ def _export_paths() -> None:
 
 
 def interpreter_info() -> dict[str, Any]:
+    import runners
+
     ft = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
     v = sys.version_info
     return {
@@ -97,49 +100,16 @@ def interpreter_info() -> dict[str, Any]:
         "gil_enabled_at_start": runners.gil_enabled(),
         "executable": sys.executable,
         "sys_version": sys.version,
-        "task_constants_immortal": _constants_immortal(),
+        "task_constants_immortal": constants_immortal(),
     }
 
 
-def _constants_immortal() -> bool:
-    """Whether the task functions' integer constants are immortal (see :func:`_precompile`)."""
+def constants_immortal() -> bool:
+    """Whether the task functions' integer constants are immortal (see :func:`precompile`)."""
+    import workloads
+
     big = [c for c in workloads.spin.__code__.co_consts if isinstance(c, int) and c > 256]
     return all(sys.getrefcount(c) >= 1 << 29 for c in big)
-
-
-def machine_info() -> dict[str, Any]:
-    cpu_model = platform.processor() or None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        affinity = None
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpus_available": affinity,
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "loadavg": _loadavg(),
-    }
-
-
-def _loadavg() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
 def new_document(settings: dict[str, Any]) -> dict[str, Any]:
@@ -151,7 +121,8 @@ def new_document(settings: dict[str, Any]) -> dict[str, Any]:
     ``interpreter``   ``label`` (e.g. ``3.13t``), ``version``, ``build`` (``free-threaded``/``GIL``),
                       ``free_threaded_build``, ``gil_enabled_at_start``, ``executable``, ...
     ``settings``      ``workers``, ``repeat``, ``size``, ``spin_per_ms``, ``budget_s``
-    ``measurements``  one record per (workload, runner): see :func:`measure`
+    ``measurements``  one :class:`records.Measurement` per (workload, runner), as its ``to_json()``
+    ``small_graph``   with ``--small-graph``: one :class:`records.SmallGraphResult`, as its ``to_json()``
     """
     return {
         "schema": SCHEMA,
@@ -160,108 +131,39 @@ def new_document(settings: dict[str, Any]) -> dict[str, Any]:
         "interpreter": interpreter_info(),
         "settings": settings,
         "measurements": [],
+        "small_graph": [],
     }
 
 
 # -- measuring ---------------------------------------------------------------------------------
 
 
-NOISY_CPUS = 0.25  # other processes using this much CPU during a measurement make it suspect
-
-
-def _tree_jiffies(root: int) -> dict[int, int]:
-    """CPU time (clock ticks) of process ``root`` and each of its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    cpu: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", encoding="ascii", errors="replace") as f:
-                data = f.read()
-        except OSError:
-            continue  # the process ended meanwhile
-        rest = data[data.rindex(")") + 2:].split()
-        pid = int(entry.name)
-        children.setdefault(int(rest[1]), []).append(pid)
-        cpu[pid] = int(rest[11]) + int(rest[12])  # utime + stime, all threads
-    tree, stack = {}, [root]
-    while stack:
-        pid = stack.pop()
-        tree[pid] = cpu.get(pid, 0)
-        stack.extend(children.get(pid, ()))
-    return tree
-
-
-def cpu_snapshot() -> tuple[int, int, dict[int, int]] | None:
-    """(busy ticks of the whole machine, steal ticks, ticks per process of this tree); None off Linux."""
-    try:
-        with open("/proc/stat", encoding="ascii") as f:
-            vals = [int(x) for x in f.readline().split()[1:]] + [0] * 10
-        user, nice, system, _idle, _iowait, irq, softirq, steal = vals[:8]
-        return user + nice + system + irq + softirq, steal, _tree_jiffies(os.getpid())
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def background_load(before, after, wall_s: float) -> dict[str, float | None]:
-    """CPUs used on average by other processes (``background_cpus``) and by the hypervisor
-    (``steal_cpus``) between two :func:`cpu_snapshot` calls: a measurement taken while they were
-    high had fewer free cores than it asked for, so its parallel speed-up is understated.
-    Clock ticks are coarse (10 ms), so windows under 0.2 s are not judged."""
-    if before is None or after is None or wall_s < 0.2:
-        return {"background_cpus": None, "steal_cpus": None}
-    ticks = wall_s * os.sysconf("SC_CLK_TCK")
-    # Our share: what each process of the tree used in between (one that started meanwhile, all
-    # of its time; one that ended meanwhile is left out, so at worst we over-count others).
-    ours = sum(t - before[2].get(pid, 0) for pid, t in after[2].items())
-    others = (after[0] - before[0]) - ours
-    return {"background_cpus": round(max(0.0, others / ticks), 2),
-            "steal_cpus": round(max(0.0, (after[1] - before[1]) / ticks), 2)}
-
-
-def is_noisy(rec: dict[str, Any]) -> bool:
-    return (rec.get("background_cpus") or 0) + (rec.get("steal_cpus") or 0) >= NOISY_CPUS
-
-
-def _summary(xs: list[float]) -> tuple[float | None, float | None]:
-    return (min(xs), statistics.median(xs)) if xs else (None, None)
-
-
 def measure(wl, runner_name: str, workers: int, repeat: int, budget_s: float | None = None,
-            min_repeat: int = 2) -> dict[str, Any]:
+            min_repeat: int = 2) -> Measurement:
     """Time ``runner_name`` and the plain loop on ``wl``, interleaved, and return the record.
-
-    Record fields: ``workload``, ``title``, ``description``, ``params``, ``n_tasks``, ``n_nodes``,
-    ``runner``, ``ok``, ``error`` (``None`` or the reason it could not run), ``plain_s`` and
-    ``runner_s`` (every repetition, seconds), ``plain_best_s``, ``plain_median_s``,
-    ``runner_best_s``, ``runner_median_s``, ``ratio_best`` and ``ratio_median`` (runner over
-    plain), ``speedup_best`` (plain over runner), ``overhead_us_per_task`` ((runner - plain) /
-    tasks, best times), ``gil_enabled_before``, ``gil_enabled_after``, ``stats`` (ftdag's
-    ``RunStats`` of the last run, else ``None``), ``info`` (runner details), ``loadavg``, and
-    ``background_cpus`` / ``steal_cpus``: the CPUs that *other* processes (and the hypervisor)
-    used on average during the timed rounds (Linux only, else ``None``; see
-    :func:`background_load`).
 
     The plain loop runs first, untimed, as the reference result; then the runner once,
     untimed (it starts its pools) and checked against it; then ``repeat`` timed rounds, each
-    plain + runner, alternating which goes first; the last round's outputs are checked too.  With ``budget_s``, rounds stop once that many
-    seconds have passed and ``min_repeat`` rounds are done.
+    plain + runner, alternating which goes first; the last round's outputs are checked too.
+    With ``budget_s``, rounds stop once that many seconds have passed and ``min_repeat`` rounds
+    are done.  ``background_cpus`` / ``steal_cpus`` are the CPUs that *other* processes (and the
+    hypervisor) used on average during the timed rounds (Linux only, else ``None``; see
+    :func:`environment.background_load`).
     """
-    rec: dict[str, Any] = {
-        "workload": wl.name, "title": wl.title, "description": wl.description, "params": wl.params,
-        "n_tasks": wl.n_tasks, "n_nodes": wl.n_nodes, "runner": runner_name,
-        "ok": False, "error": None, "plain_s": [], "runner_s": [],
-        "gil_enabled_before": runners.gil_enabled(), "stats": None, "info": {}, "loadavg": _loadavg(),
-        "background_cpus": None, "steal_cpus": None,
-    }
+    import runners
+
+    times: dict[str, list[float]] = {"plain": [], "runner": []}
+    known: dict[str, Any] = dict(
+        workload=wl.name, title=wl.title, description=wl.description, params=wl.params, n_tasks=wl.n_tasks,
+        n_nodes=wl.n_nodes, runner=runner_name, gil_enabled_before=runners.gil_enabled(), loadavg=loadavg())
+    ok, error, stats, info, load = False, None, None, {}, {}
     plain = runners.make_runner("plain", workers)
     plain.prepare(wl)
     expected = plain.run(wl)
     runner = None
     try:
         runner = runners.make_runner(runner_name, workers)
-        rec["info"] = runner.info
+        info = runner.info
         runner.prepare(wl)
         runners.check_same(runner_name, runner.run(wl), expected)
         cpu0 = cpu_snapshot()
@@ -273,40 +175,32 @@ def measure(wl, runner_name: str, workers: int, repeat: int, budget_s: float | N
             for which, r in pair:
                 t0 = time.perf_counter()
                 out = r.run(wl)
-                rec[f"{which}_s"].append(time.perf_counter() - t0)
+                times[which].append(time.perf_counter() - t0)
                 if which == "runner":
                     last = out
             if budget_s is not None and i + 1 >= min_repeat and time.perf_counter() - start > budget_s:
                 break
-        rec.update(background_load(cpu0, cpu_snapshot(), time.perf_counter() - start))
+        load = background_load(cpu0, cpu_snapshot(), time.perf_counter() - start)
         runners.check_same(runner_name, last, expected)  # the warmed-up runner is right too
-        rec["stats"] = runner.last_stats
-        rec["ok"] = True
+        stats, ok = runner.last_stats, True
     except runners.RunnerUnavailable as exc:
-        rec["error"] = str(exc)
+        error = str(exc)
     except Exception as exc:  # a runner failure is a result cell, not a crash of the harness
-        rec["error"] = f"{type(exc).__name__}: {exc}".strip()
+        error = f"{type(exc).__name__}: {exc}".strip()
     finally:
         if runner is not None:
             try:
                 runner.close()
             except Exception as exc:
-                if rec["error"] is None:
-                    rec["error"] = f"close() failed: {type(exc).__name__}: {exc}"
-                    rec["ok"] = False
-    rec["gil_enabled_after"] = runners.gil_enabled()
-    pb, pm = _summary(rec["plain_s"])
-    rb, rm = _summary(rec["runner_s"])
-    rec.update(plain_best_s=pb, plain_median_s=pm, runner_best_s=rb, runner_median_s=rm)
-    ok = rec["ok"] and pb and rb
-    rec["ratio_best"] = rb / pb if ok else None
-    rec["ratio_median"] = rm / pm if ok else None
-    rec["speedup_best"] = pb / rb if ok else None
-    rec["overhead_us_per_task"] = (rb - pb) / wl.n_tasks * 1e6 if ok and wl.n_tasks else None
-    return rec
+                if error is None:
+                    ok, error = False, f"close() failed: {type(exc).__name__}: {exc}"
+    return Measurement(ok=ok, error=error, plain_s=tuple(times["plain"]), runner_s=tuple(times["runner"]) if ok else (),
+                       gil_enabled_after=runners.gil_enabled(), stats=stats, info=info, **load, **known)
 
 
 def run_in_process(args, spin_per_ms: float, doc: dict[str, Any], progress=None) -> None:
+    import workloads
+
     for w in args.workload:
         wl = workloads.make(w, args.size, spin_per_ms, **args.param)
         for r in args.runner:
@@ -317,6 +211,8 @@ def run_in_process(args, spin_per_ms: float, doc: dict[str, Any], progress=None)
 
 def run_isolated(args, spin_per_ms: float, doc: dict[str, Any]) -> None:
     """Each (workload, runner) in a fresh subprocess of this interpreter."""
+    from measurement import run_child
+
     pairs = [(w, r) for w in args.workload for r in args.runner]
     for n, (w, r) in enumerate(pairs, 1):
         if not args.quiet:
@@ -327,88 +223,7 @@ def run_isolated(args, spin_per_ms: float, doc: dict[str, Any]) -> None:
         ))
 
 
-def run_child(python: str, workload: str, runner: str, *, size: str, workers: int, repeat: int,
-              budget: float | None, spin_per_ms: float, timeout: float | None,
-              env: dict[str, str] | None = None, params: dict[str, float] | None = None) -> dict[str, Any]:
-    """Run one measurement as ``python bench.py --in-process`` and return its record.
-
-    Never raises for a failing child: a crash, a timeout or unreadable output becomes a record
-    with ``ok: False`` and the reason in ``error``.
-    """
-    with tempfile.TemporaryDirectory(prefix="ftdag-bench-") as tmp:
-        out = Path(tmp) / "m.json"
-        cmd = [python, str(HERE / "bench.py"), "--in-process", "--quiet", "--workload", workload,
-               "--runner", runner, "--size", size, "--workers", str(workers), "--repeat", str(repeat),
-               "--spin-per-ms", repr(spin_per_ms), "--json", str(out)]
-        if budget is not None:
-            cmd += ["--budget", str(budget)]
-        for name, value in (params or {}).items():
-            cmd += ["--param", f"{name}={value}"]
-        reason = None
-        try:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=timeout, env=env)
-            if out.exists():
-                try:
-                    child = json.loads(out.read_text())
-                    rec = child["measurements"][0]
-                    rec["child"] = {"interpreter": child["interpreter"], "returncode": proc.returncode}
-                    return rec
-                except (ValueError, KeyError, IndexError) as exc:
-                    reason = f"unreadable result ({type(exc).__name__})"
-            else:
-                tail = (proc.stderr or proc.stdout or "").strip().splitlines()
-                reason = f"exit {proc.returncode}" + (f": {tail[-1][:200]}" if tail else "")
-        except subprocess.TimeoutExpired:
-            reason = f"timed out after {timeout:g} s"
-        except OSError as exc:
-            reason = f"could not start {python}: {exc}"
-        return {"workload": workload, "runner": runner, "ok": False, "error": reason,
-                "plain_s": [], "runner_s": [], "plain_best_s": None, "plain_median_s": None,
-                "runner_best_s": None, "runner_median_s": None, "ratio_best": None, "ratio_median": None,
-                "speedup_best": None, "overhead_us_per_task": None, "gil_enabled_before": None,
-                "gil_enabled_after": None, "stats": None, "info": {}, "n_tasks": None, "n_nodes": None,
-                "title": workload, "description": None, "params": {}, "loadavg": _loadavg(),
-                "background_cpus": None, "steal_cpus": None}
-
-
 # -- output ------------------------------------------------------------------------------------
-
-
-def fmt_time(s: float | None) -> str:
-    if s is None or not math.isfinite(s):
-        return "—"
-    if s >= 1:
-        return f"{s:.2f} s"
-    if s >= 1e-3:
-        return f"{s * 1e3:.1f} ms"
-    return f"{s * 1e6:.0f} µs"
-
-
-def fmt_x(x: float | None) -> str:
-    if x is None:
-        return "—"
-    return f"{x:.2g}×" if x < 0.095 else f"{x:.2f}×"
-
-
-def gil_cell(free_threaded_build: bool | None, rec: dict[str, Any]) -> str:
-    on = rec.get("gil_enabled_after")
-    if on is None:
-        return "?"
-    if free_threaded_build and on:
-        return "**ON⚠**"  # a free-threaded build whose GIL got re-enabled: parallel numbers are void
-    return "on" if on else "off"
-
-
-def error_cell(rec: dict[str, Any]) -> str:
-    return "n/a: " + str(rec.get("error") or "failed").replace("|", "/").replace("\n", " ")[:160]
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    aligns = ["---" if i < 2 else "---:" for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(aligns) + " |"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def table(doc: dict[str, Any]) -> str:
@@ -417,24 +232,23 @@ def table(doc: dict[str, Any]) -> str:
     header = ["workload", "runner", "best", "median", "× plain (best)", "× plain (median)",
               "overhead µs/task", "GIL"]
     rows = []
-    by_wl: dict[str, list[dict]] = {}
+    by_wl: dict[str, list[Measurement]] = {}
     for rec in doc["measurements"]:
-        by_wl.setdefault(rec["workload"], []).append(rec)
+        by_wl.setdefault(rec.workload, []).append(rec)
     for w, recs in by_wl.items():
-        title = next((r["title"] for r in recs if r.get("title")), w)
-        plain = [t for r in recs for t in r["plain_s"]]
+        title = next((r.title for r in recs if r.title), w)
+        plain = [t for r in recs for t in r.plain_s]
         if plain:
             rows.append([title, "plain", fmt_time(min(plain)), fmt_time(statistics.median(plain)),
                          "1.00×", "1.00×", "0", "on" if not ft else "off*"])
         for rec in recs:
-            if not rec["ok"]:
-                rows.append([title, rec["runner"], error_cell(rec), "", "", "", "", gil_cell(ft, rec)])
+            if not rec.ok:
+                rows.append([title, rec.runner, error_cell(rec.error), "", "", "", "", gil_cell(ft, rec.gil_enabled_after)])
                 continue
-            oh = rec["overhead_us_per_task"] if w == "chain" else None
-            rows.append([title, rec["runner"], fmt_time(rec["runner_best_s"]) + ("†" if is_noisy(rec) else ""),
-                         fmt_time(rec["runner_median_s"]),
-                         fmt_x(rec["ratio_best"]), fmt_x(rec["ratio_median"]),
-                         "" if oh is None else f"{oh:.1f}", gil_cell(ft, rec)])
+            oh = rec.overhead_us_per_task if w == "chain" else None
+            rows.append([title, rec.runner, fmt_time(rec.runner_best_s) + ("†" if rec.noisy else ""),
+                         fmt_time(rec.runner_median_s), fmt_x(rec.ratio_best), fmt_x(rec.ratio_median),
+                         "" if oh is None else f"{oh:.1f}", gil_cell(ft, rec.gil_enabled_after)])
     it, m, s = doc["interpreter"], doc["machine"], doc["settings"]
     head = (f"Python {it['version']} ({it['build']}) · {m['cpu_count']} CPUs · {s['workers']} workers · "
             f"size {s['size']} · best/median of {s['repeat']} · {doc['date']}")
@@ -446,18 +260,30 @@ def table(doc: dict[str, Any]) -> str:
     return head + "\n\n" + markdown_table(header, rows) + "\n\n" + note
 
 
+def to_json(doc: dict[str, Any]) -> str:
+    out = dict(doc, measurements=[m.to_json() for m in doc["measurements"]],
+               small_graph=[r.to_json() for r in doc["small_graph"]])
+    return json.dumps(out, indent=1, default=repr) + "\n"
+
+
 # -- command line ------------------------------------------------------------------------------
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    import runners
+    import smallgraph
+    import workloads
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workload", action="extend", nargs="+", choices=workloads.WORKLOADS,
-                   help="workloads to run (default: all)")
+    p.add_argument("--workload", action="extend", nargs="+", choices=workloads.ALL_WORKLOADS,
+                   help="workloads to run (default: all of the comparison table's)")
     p.add_argument("--runner", action="extend", nargs="+", choices=runners.RUNNERS,
                    help="runners to measure (default: all but plain, which is always measured as the reference)")
     p.add_argument("--workers", type=int, default=2, help="workers for every parallel runner (default 2)")
-    p.add_argument("--repeat", type=int, default=5, help="timed repetitions (default 5); best and median are reported")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="timed repetitions (default 5), or rounds with --small-graph (default "
+                        f"{smallgraph.ROUNDS}); best and median are reported")
     p.add_argument("--size", choices=tuple(workloads.SIZES), default="full",
                    help="workload sizes (default full: the sizes the issues' targets name)")
     p.add_argument("--budget", type=float, default=None,
@@ -472,12 +298,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=900, help="per-measurement timeout when isolated (s)")
     p.add_argument("--quiet", action="store_true", help="print no progress and no table")
     p.add_argument("--calibrate", action="store_true", help="print spin rounds per ms for this interpreter and exit")
+    p.add_argument("--small-graph", choices=tuple(smallgraph.CASES), default=None,
+                   help="measure this small-graph case in this process instead of the table")
+    p.add_argument("--runs", type=int, default=None,
+                   help="with --small-graph: timed calls per round (default: the case's)")
     args = p.parse_args(argv)
     args.param = dict(args.param)
     args.workload = list(dict.fromkeys(args.workload or workloads.WORKLOADS))
-    args.runner = list(dict.fromkeys(args.runner or DEFAULT_RUNNERS))
-    if args.workers < 1 or args.repeat < 1:
-        p.error("--workers and --repeat must be >= 1")
+    args.runner = list(dict.fromkeys(args.runner or (r for r in runners.RUNNERS if r != "plain")))
+    if args.repeat is None:
+        args.repeat = smallgraph.ROUNDS if args.small_graph else 5
+    if args.workers < 1 or args.repeat < 1 or (args.runs is not None and args.runs < 1):
+        p.error("--workers, --repeat and --runs must be >= 1")
     return args
 
 
@@ -493,28 +325,44 @@ def _param(text: str) -> tuple[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    precompile()  # before the first import of a task module (parse_args imports them)
     args = parse_args(argv)
     _export_paths()
+    import runners
+    import workloads
+
     if args.calibrate:
         print(f"{workloads.calibrate():.1f}")
         return 0
-    spin_per_ms = args.spin_per_ms or workloads.calibrate()
-    doc = new_document({"workers": args.workers, "repeat": args.repeat, "size": args.size,
-                        "spin_per_ms": spin_per_ms, "budget_s": args.budget,
-                        "isolated": not args.in_process})
-    if args.in_process:
-        def progress(w, r):
-            print(f"· {w} · {r}", file=sys.stderr, flush=True)
-        run_in_process(args, spin_per_ms, doc, None if args.quiet else progress)
+    if args.small_graph:
+        import smallgraph
+
+        doc = new_document({"workers": args.workers, "repeat": args.repeat, "runs": args.runs})
+        result = smallgraph.measure(smallgraph.CASES[args.small_graph], args.workers, args.repeat, args.runs)
+        doc["small_graph"].append(result)
+        if not args.quiet:
+            print(f"{result.title}: {result.runner} {fmt_time(result.runner_s)}, {result.reference} "
+                  f"{fmt_time(result.reference_s)}: {fmt_x(result.ratio)} (target ≤ {result.target:g}×)"
+                  if result.ok else f"{result.title}: {error_cell(result.error)}")
     else:
-        run_isolated(args, spin_per_ms, doc)
+        spin_per_ms = args.spin_per_ms or workloads.calibrate()
+        doc = new_document({"workers": args.workers, "repeat": args.repeat, "size": args.size,
+                            "spin_per_ms": spin_per_ms, "budget_s": args.budget,
+                            "isolated": not args.in_process})
+        if args.in_process:
+            def progress(w, r):
+                print(f"· {w} · {r}", file=sys.stderr, flush=True)
+            run_in_process(args, spin_per_ms, doc, None if args.quiet else progress)
+        else:
+            run_isolated(args, spin_per_ms, doc)
+        if not args.quiet:
+            print(table(doc))
     doc["interpreter"]["gil_enabled_at_end"] = runners.gil_enabled()
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=1, default=repr) + "\n")
-    if not args.quiet:
-        print(table(doc))
-    mismatched = [m for m in doc["measurements"] if str(m.get("error") or "").startswith("ResultMismatch")]
+        args.json.write_text(to_json(doc))
+    mismatched = [m for m in doc["measurements"] + doc["small_graph"]
+                  if str(m.error or "").startswith("ResultMismatch")]
     return 2 if mismatched else 0
 
 

@@ -11,14 +11,16 @@
 
 A runner is made by :func:`make_runner` (which raises :class:`RunnerUnavailable` if an optional
 dependency is missing), then ``prepare(workload)`` (untimed set-up, e.g. building the ftdag
-``Dag`` or dask graph), then ``run(workload)`` any number of times, then ``close()``.  Pools are
-created once per runner and reused by every ``run``, as a long-lived application would.
+``Dag`` or dask graph), then ``run(workload)`` (or the bare callable ``call(workload)`` returns) any
+number of times, then ``close()``.  Pools are created once per runner and reused by every ``run``,
+as a long-lived application would.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from concurrent.futures import FIRST_COMPLETED, Executor as _FuturesExecutor, wait
 from typing import Any
 
@@ -79,6 +81,11 @@ class Runner:
     def run(self, wl) -> dict[Hashable, Any]:
         raise NotImplementedError
 
+    def call(self, wl) -> Callable[[], Any]:
+        """One run of ``wl`` as a zero-argument callable, without the bookkeeping :meth:`run` adds
+        (outputs as a dict, ftdag's stats): what the small-graph timing calls thousands of times."""
+        return functools.partial(self.run, wl)
+
     def close(self) -> None:
         pass
 
@@ -91,6 +98,9 @@ class Plain(Runner):
 
     def run(self, wl):
         return run_plain(wl, self._steps)
+
+    def call(self, wl):
+        return functools.partial(run_plain, wl, self._steps)
 
 
 class Ftdag(Runner):
@@ -112,6 +122,9 @@ class Ftdag(Runner):
         self.last_stats = {f: getattr(st, f) for f in
                            ("executed", "pruned", "backend", "wall_s", "workers", "peak_in_flight", "peak_queue_len", "steals")}
         return dict(res)
+
+    def call(self, wl):
+        return functools.partial(self.ex.run, self._dag, wl.outputs)
 
     def close(self) -> None:
         self.ex.close()

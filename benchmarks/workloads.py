@@ -16,6 +16,11 @@ Workloads (``SIZES`` gives their parameters at the sizes ``tiny`` (tests), ``qui
 ``layered``      a random layered DAG (fixed seed): random fan-in, task costs from 10 to 200 µs.
 ``gil-release``  ``hashlib.sha256`` over 1 MB buffers: C code that releases the GIL.
 
+and, outside the comparison table (``WORKLOADS``), for the small-graph row only (``ALL_WORKLOADS``):
+
+``diamond``      one source, two no-op tasks on it, one task joining them: the smallest graph with
+                 parallel width, so a run's time is the scheduler's fixed cost.
+
 CPU task sizes are given in microseconds and turned into loop counts with ``spin_per_ms``, the
 number of :func:`spin` iterations one millisecond buys.  :func:`calibrate` measures it in the
 running interpreter; ``benchmarks/compare.py`` measures it once on the GIL build and passes the
@@ -42,7 +47,7 @@ if _EXAMPLES not in sys.path:
 import rollup  # noqa: E402  (examples/rollup.py: the rollup workload reuses its graph)
 
 __all__ = [
-    "SIZES", "WORKLOADS", "Workload", "calibrate", "make", "spin",
+    "ALL_WORKLOADS", "SIZES", "WORKLOADS", "Workload", "calibrate", "make", "spin",
 ]
 
 MASK64 = 0xFFFFFFFFFFFFFFFF
@@ -198,6 +203,14 @@ def chain(n: int, spin_per_ms: float | None = None) -> Workload:
     )
 
 
+def diamond(spin_per_ms: float | None = None) -> Workload:
+    tasks = [("d/left", ("d/src",), inc), ("d/right", ("d/src",), inc), ("d/join", ("d/left", "d/right"), combine)]
+    return _from_list(
+        "diamond", "3-task diamond", "one source, two no-op tasks on it and one joining them: a run's fixed cost",
+        {"d/src": 0}, tasks, ["d/join"], {},
+    )
+
+
 def heavy(n: int, task_us: float, spin_per_ms: float) -> Workload:
     loops = loops_for(task_us, spin_per_ms)
     tasks = [(f"h/{i}", (), functools.partial(spin, loops, i + 1)) for i in range(n)]
@@ -292,9 +305,11 @@ _BUILDERS: dict[str, Callable[..., Workload]] = {
     "rollup": rollup_workload,
     "layered": layered,
     "gil-release": gil_release,
+    "diamond": diamond,
 }
 
-WORKLOADS = tuple(_BUILDERS)
+ALL_WORKLOADS = tuple(_BUILDERS)
+WORKLOADS = tuple(w for w in ALL_WORKLOADS if w != "diamond")  # the comparison table's
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "tiny": {
@@ -332,5 +347,5 @@ def make(name: str, size: str = "full", spin_per_ms: float | None = None, **over
         raise KeyError(f"unknown size {size!r}; choose from {', '.join(SIZES)}")
     if spin_per_ms is None:
         spin_per_ms = calibrate()
-    params = {**SIZES[size][name], **overrides}
+    params = {**SIZES[size].get(name, {}), **overrides}
     return _BUILDERS[name](spin_per_ms=spin_per_ms, **params)

@@ -1,11 +1,14 @@
 """The benchmark harness (benchmarks/): every runner agrees with the plain loop on every workload,
-bench.py's JSON has its documented schema, and the tables print.  Tiny sizes, no timing assertions."""
+bench.py's JSON has its documented schema, the records derive their numbers, the reference is
+computed once, the reports format, and importing bench.py runs nothing.  Tiny sizes, no timing
+assertions."""
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,11 +20,19 @@ sys.path.insert(0, str(BENCH))
 
 import bench  # noqa: E402
 import compare  # noqa: E402
+import measurement  # noqa: E402
+import report  # noqa: E402
 import runners  # noqa: E402
+import smallgraph  # noqa: E402
 import workloads  # noqa: E402
+from environment import Interpreter, background_load, cpu_snapshot  # noqa: E402
+from records import Measurement, Reference, SmallGraphResult, reference_interpreter  # noqa: E402
+
+pytestmark = pytest.mark.timeout(120)
 
 SPIN = 2000.0  # loop rounds per "ms": fixed, so that no test calibrates or depends on timing
 PARALLEL = [r for r in runners.RUNNERS if r != "plain"]
+FREE_THREADED = bool(__import__("sysconfig").get_config_var("Py_GIL_DISABLED"))
 
 
 @pytest.fixture(autouse=True)
@@ -32,14 +43,9 @@ def _worker_paths(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(extra + old))
 
 
-def _skip_unavailable(runner: str) -> None:
-    if runner == "dask-threaded" and importlib.util.find_spec("dask") is None:
-        pytest.skip("dask is not installed (the tox envs install it through the bench extra)")
-
-
 @pytest.mark.parametrize(
     "name, size",
-    [(name, "tiny") for name in workloads.WORKLOADS]
+    [(name, "tiny") for name in workloads.ALL_WORKLOADS]
     + [(name, "quick") for name in workloads.WORKLOADS if name != "gil-release"],  # same graph, bigger buffers
 )
 def test_workload_descriptions_are_consistent(name, size):
@@ -62,10 +68,22 @@ def test_sizes_match_the_issue_targets():
     assert full["gil-release"]["mb"] == 1
 
 
+def test_small_graph_cases_are_the_issue_targets():
+    diamond = workloads.make("diamond", "full", SPIN)
+    assert (diamond.n_tasks, len(diamond.sources)) == (3, 1)
+    assert [len(diamond.tasks[k][1]) for k in diamond.order] == [1, 1, 2]
+    assert "diamond" not in workloads.WORKLOADS  # not a row of the comparison table
+    d, c = smallgraph.CASES["diamond"], smallgraph.CASES["chain"]
+    assert (d.runner, d.reference, d.target, d.runs, smallgraph.ROUNDS) == (
+        "ftdag-threads", "ftdag-sequential", 2.0, 2000, 5)
+    assert (c.runner, c.reference, c.target) == ("ftdag-threads", "plain", 1.2)
+    assert workloads.make(c.workload, "full", SPIN).n_tasks == 10_000
+
+
 def test_task_functions_pickle_by_reference():
     import pickle
 
-    for name in workloads.WORKLOADS:
+    for name in workloads.ALL_WORKLOADS:
         wl = workloads.make(name, "tiny", SPIN)
         for fn, _ in wl.tasks.values():
             assert pickle.loads(pickle.dumps(fn)) is not None
@@ -86,9 +104,8 @@ def test_rollup_workload_reuses_the_example_graph():
 
 
 @pytest.mark.parametrize("runner", PARALLEL)
-@pytest.mark.parametrize("name", workloads.WORKLOADS)
+@pytest.mark.parametrize("name", workloads.ALL_WORKLOADS)
 def test_runner_matches_plain_loop(name, runner):
-    _skip_unavailable(runner)
     wl = workloads.make(name, "tiny", SPIN)
     expected = runners.run_plain(wl)
     r = runners.make_runner(runner, 2)
@@ -98,6 +115,7 @@ def test_runner_matches_plain_loop(name, runner):
             got = r.run(wl)
             runners.check_same(runner, got, expected)
             assert list(got) == list(wl.outputs)
+        runners.check_same(runner, dict(r.call(wl)()), expected)  # the bare call the small-graph row times
     finally:
         r.close()
     if runner.startswith("ftdag-"):
@@ -126,14 +144,14 @@ MEASUREMENT_FIELDS = {
 
 def _check_document(doc):
     assert doc["schema"] == "ftdag-bench/1"
-    assert set(doc) >= {"schema", "date", "machine", "interpreter", "settings", "measurements"}
+    assert set(doc) >= {"schema", "date", "machine", "interpreter", "settings", "measurements", "small_graph"}
     assert isinstance(doc["machine"]["cpu_count"], int)
     it = doc["interpreter"]
     assert set(it) >= {"label", "version", "build", "free_threaded_build", "gil_enabled_at_start",
                        "gil_enabled_at_end", "executable", "task_constants_immortal"}
     assert it["build"] in ("free-threaded", "GIL")
-    assert set(doc["settings"]) >= {"workers", "repeat", "size", "spin_per_ms", "budget_s"}
     for m in doc["measurements"]:
+        assert set(doc["settings"]) >= {"workers", "repeat", "size", "spin_per_ms", "budget_s"}
         assert set(m) >= MEASUREMENT_FIELDS, MEASUREMENT_FIELDS - set(m)
         assert isinstance(m["gil_enabled_after"], bool)
         if m["ok"]:
@@ -161,6 +179,7 @@ def test_bench_json_schema_and_table(tmp_path, capsys):
     chain = doc["measurements"][0]
     assert chain["n_tasks"] == workloads.SIZES["tiny"]["chain"]["n"]
     assert chain["stats"]["backend"] == "sequential"
+    assert Measurement.from_json(chain).to_json() == chain  # the typed record round-trips its JSON
     printed = capsys.readouterr().out
     assert "| workload | runner | best | median | × plain (best)" in printed
     assert "| no-op chain 20 | plain |" in printed
@@ -168,14 +187,15 @@ def test_bench_json_schema_and_table(tmp_path, capsys):
     assert "fine-grained 16x20us" in printed
 
 
-def test_a_failing_runner_is_an_error_cell(tmp_path, capsys):
+def test_a_failing_runner_is_an_error_cell():
     wl = workloads.make("chain", "tiny", SPIN)
     rec = bench.measure(wl, "no-such-runner", workers=2, repeat=2)
-    assert rec["ok"] is False and "no-such-runner" in rec["error"]
+    assert rec.ok is False and "no-such-runner" in rec.error
+    assert rec.ratio_best is None and rec.overhead_us_per_task is None
     doc = bench.new_document({"workers": 2, "repeat": 2, "size": "tiny", "spin_per_ms": SPIN, "budget_s": None})
     doc["interpreter"]["gil_enabled_at_end"] = runners.gil_enabled()
     doc["measurements"].append(rec)
-    _check_document(doc)
+    _check_document(json.loads(bench.to_json(doc)))
     assert "| no-op chain 20 | no-such-runner | n/a: KeyError" in bench.table(doc)
 
 
@@ -194,83 +214,217 @@ def test_isolated_measurement_in_a_subprocess(tmp_path, capsys):
 
 
 def test_a_child_that_cannot_start_is_an_error_record(tmp_path):
-    rec = bench.run_child(str(tmp_path / "no-python"), "chain", "ftdag-threads", size="tiny", workers=2, repeat=1,
-                          budget=None, spin_per_ms=SPIN, timeout=30)
-    assert rec["ok"] is False and "could not start" in rec["error"]
-    assert set(rec) >= MEASUREMENT_FIELDS
+    rec = measurement.run_child(str(tmp_path / "no-python"), "chain", "ftdag-threads", size="tiny", workers=2,
+                                repeat=1, budget=None, spin_per_ms=SPIN, timeout=30)
+    assert rec.ok is False and "could not start" in rec.error
+    assert set(rec.to_json()) >= MEASUREMENT_FIELDS
+    sg = measurement.run_small_graph(str(tmp_path / "no-python"), "diamond", workers=2, timeout=30)
+    assert sg.ok is False and "could not start" in sg.error and sg.title == "3-task diamond"
 
 
-def _fake_measurement(workload, interp, runner, plain, run, ok=True, gil=False):
-    return {
-        "workload": workload, "title": f"{workload} tiny", "description": "d", "interpreter": interp, "runner": runner,
-        "ok": ok, "error": None if ok else "ModuleNotFoundError: nope", "plain_s": [plain] if ok else [plain],
-        "runner_s": [run] if ok else [], "plain_best_s": plain, "plain_median_s": plain,
-        "runner_best_s": run if ok else None, "runner_median_s": run if ok else None,
-        "speedup_best": plain / run if ok else None, "gil_enabled_after": gil, "overhead_us_per_task": None,
-    }
+# -- importing bench.py runs nothing; running it compiles the task modules ----------------------
+
+
+def _python(args: list[str], pycache: Path) -> str:
+    """Run this interpreter as these machines do (PYTHONDONTWRITEBYTECODE=1), bytecode cache in ``pycache``."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=str(pycache))
+    proc = subprocess.run([sys.executable, *args], cwd=BENCH, env=env, capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_importing_bench_compiles_nothing(tmp_path):
+    out = _python(["-c", "import sys, bench; print(sorted(m for m in ('workloads', 'runners', 'rollup') "
+                   "if m in sys.modules))"], tmp_path / "pycache")
+    assert out.strip() == "[]"  # no task module imported either (it would be compiled from source)
+    assert not list(tmp_path.rglob("*.pyc"))
+
+
+def test_running_bench_precompiles_its_task_modules(tmp_path):
+    """Under PYTHONDONTWRITEBYTECODE=1 too: on 3.13t, task code compiled from source at import has
+    mortal constants that threads contend on (see bench.precompile)."""
+    pycache, out = tmp_path / "pycache", tmp_path / "b.json"
+    _python([str(BENCH / "bench.py"), "--quiet", "--in-process", "--size", "tiny", "--workload", "chain",
+             "--runner", "ftdag-sequential", "--repeat", "1", "--spin-per-ms", str(SPIN), "--json", str(out)], pycache)
+    assert {p.name.split(".")[0] for p in pycache.rglob("*.pyc")} == {"workloads", "runners", "rollup"}
+    assert json.loads(out.read_text())["interpreter"]["task_constants_immortal"] or not FREE_THREADED
+
+
+# -- the typed records and the one reference ----------------------------------------------------
+
+
+def test_a_measurement_record_derives_its_numbers():
+    m = Measurement("chain", "ftdag-threads", True, n_tasks=1000, plain_s=(0.003, 0.002, 0.004),
+                    runner_s=(0.006, 0.005, 0.004), background_cpus=0.2, steal_cpus=0.1)
+    assert (m.plain_best_s, m.plain_median_s, m.runner_best_s, m.runner_median_s) == (0.002, 0.003, 0.004, 0.005)
+    assert m.ratio_best == pytest.approx(2.0) and m.ratio_median == pytest.approx(5 / 3)
+    assert m.speedup_best == pytest.approx(0.5)
+    assert m.overhead_us_per_task == pytest.approx(2.0)
+    assert m.load == pytest.approx(0.3) and m.noisy
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.ok = False
+    again = Measurement.from_json(json.loads(json.dumps(m.to_json())))
+    assert again == m
+    failed = Measurement.failed("chain", "dask-threaded", "dask is not installed")
+    assert (failed.ok, failed.speedup_best, failed.runner_best_s, failed.noisy) == (False, None, None, False)
+
+
+def _interp(label: str) -> Interpreter:
+    ft = label.endswith("t")
+    return Interpreter(path=f"/py{label}", executable=f"/py{label}", version="3.13.5", major=3, minor=13, ft=ft)
+
+
+def _m(workload, interp, runner, plain, run, ok=True, gil=False):
+    return Measurement(workload, runner, ok, error=None if ok else "ModuleNotFoundError: nope",
+                       title=f"{workload} tiny", description="d", plain_s=(plain,), runner_s=(run,) if ok else (),
+                       gil_enabled_after=gil, interpreter=interp)
+
+
+def test_the_reference_is_the_gil_builds_plain_loop_computed_once():
+    ft, gil = _interp("3.13t"), _interp("3.13")
+    assert reference_interpreter([ft, gil]) is gil
+    assert reference_interpreter([ft]) is None
+    ms = [_m("fine", "3.13", "ftdag-threads", 1.0, 1.0), _m("fine", "3.13", "dask-threaded", 0.8, 2.0),
+          _m("fine", "3.13t", "ftdag-threads", 1.25, 0.5), _m("fine", "3.13t", "ftdag-processes", 1.5, 1.0)]
+    ref = Reference.of([ft, gil], ms)
+    assert (ref.gil_label, ref.label) == ("3.13", "3.13")
+    assert ref.plain("fine", "3.13") == 0.8  # the best plain loop over every process that timed it
+    assert ref.plain("fine", "3.13t") == 1.25
+    assert ref.speedups(ms[2]) == (pytest.approx(2.5), pytest.approx(1.6))  # same process; GIL plain
+    assert ref.plain_speedups("fine", "3.13t") == (1.0, pytest.approx(0.64))
+    none = Reference.of([ft], ms[2:])
+    assert (none.gil_label, none.label, none.speedups(ms[2])[1]) == (None, "GIL", None)
+    c = _comparison([ft, gil], ms)
+    doc = c.to_json()
+    assert doc["reference"] == {"interpreter": "3.13", "label": "3.13"}
+    assert [(i["label"], i["reference"]) for i in doc["interpreters"]] == [("3.13t", False), ("3.13", True)]
+    assert {(r["interpreter"], r["runner"]): r["speedup_vs_gil"] for r in doc["summary"]}[
+        ("3.13t", "ftdag-threads")] == pytest.approx(1.6)
+
+
+def _comparison(interps, measurements, small_graph=(), sweep=()):
+    settings = report.Settings(workers=2, size="tiny", repeat=1, budget_s=1.0, timeout_s=10, noisy_retries=0,
+                               spin_per_ms=SPIN, calibrated_on="3.13", workloads=("fine",),
+                               runners=("ftdag-threads",), sweep_work_us=200_000)
+    machine = {"cpu_count": 2, "platform": "Linux", "machine": "x86_64"}
+    return report.Comparison("quick", "2026-01-01T00:00:00+00:00", 1.0, machine, tuple(interps), settings,
+                             tuple(measurements), tuple(small_graph), tuple(sweep))
 
 
 def test_compare_table_from_records():
-    doc = {
-        "interpreters": [{"label": "3.13", "ft": False}, {"label": "3.13t", "ft": True}],
-        "settings": {"workloads": ["fine"]},
-        "measurements": [
-            _fake_measurement("fine", "3.13", "ftdag-threads", 1.0, 1.0, gil=True),
-            _fake_measurement("fine", "3.13", "ftdag-processes", 1.0, None, ok=False, gil=True),
-            _fake_measurement("fine", "3.13t", "ftdag-threads", 1.25, 0.5),
-            _fake_measurement("fine", "3.13t", "dask-threaded", 1.25, 1.0, gil=True),
-        ],
-    }
-    rows = compare.summarise(doc)
-    by = {(r["interpreter"], r["runner"]): r for r in rows}
-    assert by[("3.13", "plain")]["speedup_vs_gil"] == pytest.approx(1.0)
-    assert by[("3.13t", "plain")]["speedup_vs_gil"] == pytest.approx(0.8)
-    assert by[("3.13t", "ftdag-threads")]["speedup_same"] == pytest.approx(2.5)
-    assert by[("3.13t", "ftdag-threads")]["speedup_vs_gil"] == pytest.approx(2.0)
-    assert by[("3.13t", "dask-threaded")]["gil"] == "ON⚠"
-    assert by[("3.13", "ftdag-processes")]["ok"] is False
-    md = compare.markdown(doc, rows)
+    ms = [
+        _m("fine", "3.13", "ftdag-threads", 1.0, 1.0, gil=True),
+        _m("fine", "3.13", "ftdag-processes", 1.0, None, ok=False, gil=True),
+        _m("fine", "3.13t", "ftdag-threads", 1.25, 0.5),
+        _m("fine", "3.13t", "dask-threaded", 1.25, 1.0, gil=True),
+    ]
+    c = _comparison([_interp("3.13"), _interp("3.13t")], ms)
+    by = {(r.interpreter, r.runner): r for r in c.rows}
+    assert by[("3.13", "plain")].speedup_vs_gil == pytest.approx(1.0)
+    assert by[("3.13t", "plain")].speedup_vs_gil == pytest.approx(0.8)
+    assert by[("3.13t", "ftdag-threads")].speedup_same == pytest.approx(2.5)
+    assert by[("3.13t", "ftdag-threads")].speedup_vs_gil == pytest.approx(2.0)
+    assert by[("3.13t", "dask-threaded")].gil == "ON⚠"
+    assert by[("3.13", "ftdag-processes")].ok is False
+    md = report.markdown(c.rows, c.reference)
     assert "| fine tiny | 3.13t | ftdag-threads | 500.0 ms | 500.0 ms | 2.50× | **2.00×** | off |" in md
     assert "| fine tiny | 3.13 | ftdag-processes | n/a: ModuleNotFoundError: nope |" in md
     assert "**ON⚠**" in md
-    assert "3.13t · ftdag-threads 2.00×" in compare.headline(doc, rows)
+    assert "3.13t · ftdag-threads 2.00×" in report.headline(c)
+    text = report.markdown_report(c, chart=False)
+    assert "× 3.13 plain" in text and "### Small graphs" not in text and report.CHART_LINK not in text
 
 
-def test_background_load_counts_only_other_processes(monkeypatch):
-    monkeypatch.setattr(os, "sysconf", lambda name: 100)  # clock ticks per second
-    before = (1000, 0, {1: 10, 2: 5})
-    after = (1300, 10, {1: 60, 3: 50})  # process 2 ended, 3 started: 50 + 50 ticks are ours
-    load = bench.background_load(before, after, 1.0)
+# -- the small-graph row -------------------------------------------------------------------------
+
+
+def _sg(case, interp, runner_s, reference_s, ok=True):
+    c = smallgraph.CASES[case]
+    return smallgraph.record(c, ok=ok, error=None if ok else "RuntimeError: boom", runs=c.runs,
+                             runner_medians_s=(runner_s * 1.1, runner_s) if ok else (),
+                             reference_medians_s=(reference_s, reference_s * 1.2) if ok else (),
+                             free_threaded_build=interp.endswith("t"), interpreter=interp)
+
+
+def test_small_graph_row_in_the_report():
+    results = [_sg("diamond", "3.13t", 30e-6, 20e-6), _sg("diamond", "3.13", 40e-6, 10e-6),
+               _sg("chain", "3.13t", 3.0e-3, 2.0e-3), _sg("chain", "3.13", 0, 0, ok=False)]
+    assert results[0].runner_s == 30e-6 and results[0].rounds == 2
+    assert results[0].ratio == pytest.approx(1.5) and results[0].meets_target is True
+    assert results[2].ratio == pytest.approx(1.5) and results[2].meets_target is False
+    text = report.small_graph_markdown(results)
+    assert "| graph | interpreter | ftdag threads | reference | threads / reference | target | runs × rounds |" in text
+    assert "| 3-task diamond | 3.13t | 30 µs | ftdag-sequential 20 µs | 1.50× | ≤ 2×: met | 2000 × 2 |" in text
+    assert "| 3-task diamond | 3.13 | 40 µs | ftdag-sequential 10 µs | 4.00× | (≤ 2× on free-threaded builds) |" in text
+    assert "| no-op chain 10000 | 3.13t | 3.0 ms | plain 2.0 ms | 1.50× | ≤ 1.2×: missed | 50 × 2 |" in text
+    assert "| no-op chain 10000 | 3.13 | n/a: RuntimeError: boom | plain |" in text
+    c = _comparison([_interp("3.13"), _interp("3.13t")], [_m("fine", "3.13", "ftdag-threads", 1.0, 1.0)],
+                    small_graph=results)
+    assert text in report.markdown_report(c, chart=True)
+    doc = json.loads(json.dumps(c.to_json()))
+    first = doc["small_graph"][0]
+    assert (first["case"], first["interpreter"], first["ratio"], first["target"], first["meets_target"]) == (
+        "diamond", "3.13t", pytest.approx(1.5), 2.0, True)
+    assert SmallGraphResult.from_json(first) == results[0]
+
+
+@pytest.mark.parametrize("case", smallgraph.CASES)
+def test_small_graph_case_in_process(case):
+    r = smallgraph.measure(smallgraph.CASES[case], workers=2, rounds=2, runs=3)
+    assert r.ok, r.error
+    assert (r.case, r.runs, r.rounds, r.free_threaded_build) == (case, 3, 2, FREE_THREADED)
+    assert len(r.reference_medians_s) == 2 and r.ratio > 0
+    assert r.gil_enabled_after is (not FREE_THREADED)
+
+
+def test_small_graph_case_in_a_subprocess():
+    r = measurement.run_small_graph(sys.executable, "diamond", workers=2, rounds=2, runs=5, timeout=60)
+    assert r.ok, r.error
+    assert (r.title, r.runner, r.reference, r.runs, r.rounds) == ("3-task diamond", "ftdag-threads",
+                                                                  "ftdag-sequential", 5, 2)
+
+
+# -- noise, sweep, options -----------------------------------------------------------------------
+
+
+def test_background_load_counts_only_other_processes():
+    hz = os.sysconf("SC_CLK_TCK")
+    before = (10 * hz, 0, {1: hz // 10, 2: hz // 20})
+    after = (13 * hz, hz // 10, {1: hz * 6 // 10, 3: hz // 2})  # 2 ended, 3 started: hz / 2 + hz / 2 are ours
+    load = background_load(before, after, 1.0)
     assert load == {"background_cpus": 2.0, "steal_cpus": 0.1}
-    assert bench.is_noisy(load)
-    assert not bench.is_noisy({"background_cpus": 0.1, "steal_cpus": 0.0})
-    assert bench.background_load(before, after, 0.05) == {"background_cpus": None, "steal_cpus": None}
-    assert bench.background_load(None, after, 1.0)["background_cpus"] is None
-    snap = bench.cpu_snapshot()
+    assert Measurement("w", "r", True, **load).noisy
+    assert not Measurement("w", "r", True, background_cpus=0.1, steal_cpus=0.0).noisy
+    assert background_load(before, after, 0.05) == {"background_cpus": None, "steal_cpus": None}
+    assert background_load(None, after, 1.0)["background_cpus"] is None
+    snap = cpu_snapshot()
     if snap is not None:  # Linux
         assert os.getpid() in snap[2]
 
 
 def test_breakeven_is_the_smallest_size_from_which_every_larger_one_is_faster():
-    def rec(interp, runner, us, speedup):
-        return {"interpreter": interp, "runner": runner, "task_us": us, "ok": speedup is not None,
-                "speedup_best": speedup}
+    def point(interp, runner, us, speedup):
+        ok = speedup is not None
+        return Measurement("heavy", runner, ok, params={"n": 64, "task_us": us}, plain_s=(1.0,),
+                           runner_s=(1.0 / speedup,) if ok else (), interpreter=interp)
 
     sweep = [
-        rec("3.13t", "ftdag-threads", 5, 0.8), rec("3.13t", "ftdag-threads", 10, 1.3),
-        rec("3.13t", "ftdag-threads", 50, 1.9),
-        rec("3.13", "ftdag-threads", 5, 0.7), rec("3.13", "ftdag-threads", 10, 1.2),  # a noisy blip
-        rec("3.13", "ftdag-threads", 50, 1.01),  # within noise: not faster
-        rec("3.13", "ftdag-processes", 5, None), rec("3.13", "ftdag-processes", 10, 1.5),
-        rec("3.13", "ftdag-processes", 50, 1.8),
+        point("3.13t", "ftdag-threads", 5, 0.8), point("3.13t", "ftdag-threads", 10, 1.3),
+        point("3.13t", "ftdag-threads", 50, 1.9),
+        point("3.13", "ftdag-threads", 5, 0.7), point("3.13", "ftdag-threads", 10, 1.2),  # a noisy blip
+        point("3.13", "ftdag-threads", 50, 1.01),  # within noise: not faster
+        point("3.13", "ftdag-processes", 5, None), point("3.13", "ftdag-processes", 10, 1.5),
+        point("3.13", "ftdag-processes", 50, 1.8),
     ]
-    rows = {(r["interpreter"], r["runner"]): r for r in compare.breakeven(sweep)}
-    assert rows["3.13t", "ftdag-threads"]["breakeven_us"] == 10
-    assert rows["3.13", "ftdag-threads"]["breakeven_us"] is None
-    assert rows["3.13", "ftdag-processes"]["breakeven_us"] == 10
-    text = compare.breakeven_markdown(list(rows.values()))
+    rows = {(r.interpreter, r.runner): r for r in report.breakeven(sweep)}
+    assert rows["3.13t", "ftdag-threads"].breakeven_us == 10
+    assert rows["3.13", "ftdag-threads"].breakeven_us is None
+    assert rows["3.13", "ftdag-processes"].breakeven_us == 10
+    text = report.breakeven_markdown(list(rows.values()), 200_000)
     assert "| 3.13t | ftdag-threads | 0.80× | 1.30× | 1.90× | 10 µs |" in text
     assert "never (up to 50 µs)" in text
+    assert "about 200 ms of work" in text
 
 
 def test_bench_param_overrides_a_workload_parameter():
@@ -278,3 +432,12 @@ def test_bench_param_overrides_a_workload_parameter():
     assert args.param == {"n": 8, "task_us": 12.5}
     with pytest.raises(SystemExit):
         bench.parse_args(["--param", "n"])
+
+
+def test_compare_keeps_its_command_line():
+    args = compare.parse_args(["--full", "--workers", "3", "--workload", "chain", "--runner", "ftdag-threads",
+                               "--interpreter", "3.13t", "--no-chart", "--no-sweep", "--repeat", "2"])
+    assert (args.full, args.workers, args.workload, args.runner, args.interpreter) == (
+        True, 3, ["chain"], ["ftdag-threads"], ["3.13t"])
+    assert (args.no_chart, args.no_sweep, args.repeat, args.out) == (True, True, 2, None)
+    assert compare.parse_args([]).workload == list(workloads.WORKLOADS)

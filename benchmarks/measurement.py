@@ -1,0 +1,223 @@
+"""Measuring: the ``bench.py`` children the comparison starts, one fresh process per measurement.
+
+:func:`calibrate`        CPU task sizes, once, on one interpreter (the same work everywhere).
+:func:`run_child`        one (workload, runner) measurement as ``bench.py --in-process``.
+:func:`run_small_graph`  one small-graph case as ``bench.py --small-graph``.
+:class:`Measurer`        every measurement of the comparison in order (the table, the small-graph
+                         row, the break-even sweep), with progress, a second attempt for a parallel
+                         runner timed on a busy machine, and a clean stop on Ctrl-C.
+
+Importing this module runs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from environment import Interpreter, loadavg, say
+from records import Measurement, SmallGraphResult, with_interpreter
+from report import LABELS, error_cell, fmt_time, fmt_x
+
+HERE = Path(__file__).resolve().parent
+R = TypeVar("R", Measurement, SmallGraphResult)
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How long the comparison measures; ``retries``: how many measurements taken on a busy machine
+    (see :attr:`records.Measurement.noisy`) may be redone."""
+
+    name: str
+    size: str
+    repeat: int
+    budget: float
+    timeout: float
+    retries: int
+
+
+MODES = {
+    "quick": Mode("quick", "quick", repeat=5, budget=1.5, timeout=90, retries=12),
+    "full": Mode("full", "full", repeat=7, budget=20.0, timeout=900, retries=72),
+}
+SWEEP_US = {"quick": (10, 50, 200, 1000), "full": (5, 10, 20, 50, 100, 200, 500, 1000)}
+SWEEP_WORK_US = 200_000  # each point runs about this much CPU work, split into tasks of one size
+
+
+def _run_bench(python: str, argv: list[str], timeout: float | None,
+               env: dict[str, str] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """Run ``python bench.py --quiet ARGV --json F``; (its document, None) or (None, why not)."""
+    with tempfile.TemporaryDirectory(prefix="ftdag-bench-") as tmp:
+        out = Path(tmp) / "m.json"
+        try:
+            proc = subprocess.run([python, str(HERE / "bench.py"), "--quiet", *argv, "--json", str(out)],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            return None, f"timed out after {timeout:g} s"
+        except OSError as exc:
+            return None, f"could not start {python}: {exc}"
+        if not out.exists():
+            tail = (proc.stderr or proc.stdout or "").strip().splitlines()
+            return None, f"exit {proc.returncode}" + (f": {tail[-1][:200]}" if tail else "")
+        try:
+            return dict(json.loads(out.read_text()), returncode=proc.returncode), None
+        except ValueError as exc:
+            return None, f"unreadable result ({type(exc).__name__})"
+
+
+def calibrate(python: str, env: dict[str, str] | None = None) -> float | None:
+    """Loop rounds per ms of CPU work in ``python`` (``bench.py --calibrate``); None if it fails."""
+    try:
+        out = subprocess.run([python, str(HERE / "bench.py"), "--calibrate"], capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL, env=env, timeout=120, check=True).stdout
+        return float(out.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def run_child(python: str, workload: str, runner: str, *, size: str, workers: int, repeat: int,
+              budget: float | None, spin_per_ms: float, timeout: float | None,
+              env: dict[str, str] | None = None, params: dict[str, float] | None = None) -> Measurement:
+    """Run one measurement as ``python bench.py --in-process`` and return its record.
+
+    Never raises for a failing child: a crash, a timeout or unreadable output becomes a record
+    with ``ok=False`` and the reason in ``error``.
+    """
+    argv = ["--in-process", "--workload", workload, "--runner", runner, "--size", size, "--workers", str(workers),
+            "--repeat", str(repeat), "--spin-per-ms", repr(spin_per_ms)]
+    if budget is not None:
+        argv += ["--budget", str(budget)]
+    for name, value in (params or {}).items():
+        argv += ["--param", f"{name}={value}"]
+    doc, reason = _run_bench(python, argv, timeout, env)
+    if doc is not None:
+        try:
+            return replace(Measurement.from_json(doc["measurements"][0]),
+                           child={"interpreter": doc["interpreter"], "returncode": doc["returncode"]})
+        except (KeyError, IndexError, TypeError) as exc:
+            reason = f"unreadable result ({type(exc).__name__})"
+    return Measurement.failed(workload, runner, str(reason), params=dict(params or {}), loadavg=loadavg())
+
+
+def run_small_graph(python: str, case: str, *, workers: int, rounds: int | None = None, runs: int | None = None,
+                    timeout: float | None, env: dict[str, str] | None = None) -> SmallGraphResult:
+    """Run one small-graph case as ``python bench.py --small-graph CASE``; never raises for a failing child."""
+    import smallgraph
+
+    argv = ["--small-graph", case, "--workers", str(workers)]
+    if rounds is not None:
+        argv += ["--repeat", str(rounds)]
+    if runs is not None:
+        argv += ["--runs", str(runs)]
+    doc, reason = _run_bench(python, argv, timeout, env)
+    if doc is not None:
+        try:
+            return SmallGraphResult.from_json(doc["small_graph"][0])
+        except (KeyError, IndexError, TypeError) as exc:
+            reason = f"unreadable result ({type(exc).__name__})"
+    return smallgraph.record(smallgraph.CASES[case], ok=False, error=str(reason))
+
+
+def sweep_runners(interp: Interpreter) -> list[str]:
+    """ftdag's parallel backends worth sweeping on a build: threads where the GIL is off; on a
+    GIL build processes (the default there) and threads (for comparison)."""
+    return ["ftdag-threads"] if interp.ft else ["ftdag-processes", "ftdag-threads"]
+
+
+def _noise(rec: Measurement | SmallGraphResult) -> str:
+    return f"other processes used {rec.load:.2f} CPU"
+
+
+class Measurer:
+    """Every measurement of one comparison, each in a fresh ``bench.py`` child of an interpreter's venv."""
+
+    def __init__(self, mode: Mode, workers: int, spin_per_ms: float, env: dict[str, str]) -> None:
+        self.mode, self.workers, self.spin_per_ms, self.env = mode, workers, spin_per_ms, env
+        self.retries_left = mode.retries
+        self.interrupted = False
+
+    def table(self, interps: Sequence[Interpreter], workloads: Sequence[str],
+              runners: Sequence[str]) -> list[Measurement]:
+        """Each runner on each workload on each interpreter, beside the plain loop in its process."""
+        def measure(w, interp, r):
+            return run_child(interp.bench.python, w, r, size=self.mode.size, workers=self.workers,
+                             repeat=self.mode.repeat, budget=self.mode.budget, spin_per_ms=self.spin_per_ms,
+                             timeout=self.mode.timeout, env=self.env)
+
+        def show(rec, interp):
+            flag = "  GIL ON⚠" if interp.ft and rec.gil_enabled_after else ""
+            return f"{fmt_time(rec.runner_best_s)} ({fmt_x(rec.speedup_best)} plain){flag}"
+
+        plan = [(w, i, r) for w in workloads for i in interps for r in runners]
+        return self._each("", plan, lambda w, i, r: f"{i.label} · {LABELS.get(w, w)} · {r}", measure, show,
+                          retry=lambda w, i, r: r != "ftdag-sequential")
+
+    def small_graphs(self, interps: Sequence[Interpreter]) -> list[SmallGraphResult]:
+        """Every small-graph case, on the free-threaded builds first, then on the GIL build for reference."""
+        import smallgraph
+
+        def measure(case, interp):
+            return run_small_graph(interp.bench.python, case, workers=self.workers, timeout=self.mode.timeout,
+                                   env=self.env)
+
+        def show(rec, interp):
+            return (f"{fmt_time(rec.runner_s)} vs {fmt_time(rec.reference_s)}: {fmt_x(rec.ratio)} "
+                    f"(target ≤ {rec.target:g}× on free-threaded builds)")
+
+        plan = [(c, i) for c in smallgraph.CASES for i in sorted(interps, key=lambda i: not i.ft)]
+        return self._each("small graph ", plan, lambda c, i: f"{i.label} · {smallgraph.CASES[c].title}", measure,
+                          show, retry=lambda c, i: True)
+
+    def sweep(self, interps: Sequence[Interpreter]) -> list[Measurement]:
+        """The heavy fan-out workload at several task sizes: from what size does ftdag beat the plain loop?"""
+        def tasks(us):
+            return max(64, min(4096, SWEEP_WORK_US // us))
+
+        def measure(interp, r, us):
+            return run_child(interp.bench.python, "heavy", r, size=self.mode.size, workers=self.workers,
+                             repeat=self.mode.repeat, budget=self.mode.budget, spin_per_ms=self.spin_per_ms,
+                             timeout=self.mode.timeout, env=self.env, params={"n": tasks(us), "task_us": us})
+
+        plan = [(i, r, us) for i in interps for r in sweep_runners(i) for us in SWEEP_US[self.mode.size]]
+        return self._each("sweep ", plan, lambda i, r, us: f"{i.label} · {tasks(us)} tasks of {us} µs · {r}",
+                          measure, lambda rec, i: f"{fmt_x(rec.speedup_best)} plain", retry=lambda *_: False)
+
+    def _each(self, tag: str, plan: list[tuple], describe: Callable[..., str], measure: Callable[..., R],
+              show: Callable[[R, Interpreter], str], retry: Callable[..., bool]) -> list[R]:
+        """Measure each item of ``plan`` (whose interpreter is its ``Interpreter`` element), printing
+        progress; after Ctrl-C, return what was measured and skip every later phase."""
+        results: list[R] = []
+        if self.interrupted:
+            return results
+        try:
+            for n, item in enumerate(plan, 1):
+                interp = next(x for x in item if isinstance(x, Interpreter))
+                prefix = f"[{tag}{n}/{len(plan)}] {describe(*item)}"
+                print(prefix, end="", flush=True)
+                rec, discarded = self._attempts(lambda: measure(*item), retry(*item), prefix)
+                results.append(with_interpreter(rec, interp.label, discarded))
+                noisy = f"  † {_noise(rec)}" if rec.noisy else ""
+                say(f"  {show(rec, interp)}{noisy}" if rec.ok else f"  {error_cell(rec.error)}")
+        except KeyboardInterrupt:
+            say(f"\ninterrupted: writing the {len(results)} {tag}measurements done so far")
+            self.interrupted = True
+        return results
+
+    def _attempts(self, measure: Callable[[], R], retry: bool, prefix: str) -> tuple[R, list[R]]:
+        """Measure; if a parallel runner was timed while other processes took CPU, once more (while
+        the mode's retries last), keeping the quieter attempt.  Returns (kept, discarded)."""
+        rec = measure()
+        if not (retry and rec.ok and rec.noisy and self.retries_left > 0):
+            return rec, []
+        self.retries_left -= 1
+        say(f"  busy machine ({_noise(rec)}): measuring again")
+        print(" " * len(prefix), end="", flush=True)
+        again = measure()
+        if again.noisy and rec.load < again.load:
+            return rec, [again]
+        return again, [rec]

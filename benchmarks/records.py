@@ -1,0 +1,307 @@
+"""The benchmark's typed records, shared by ``bench.py`` (which measures) and ``compare.py`` (which reports).
+
+:class:`Measurement`       one (interpreter, workload, runner) measurement: the runner's and the plain
+                           loop's times, measured interleaved in one process.
+:class:`SmallGraphResult`  one small-graph case on one interpreter: ftdag threads against a reference
+                           runner in the same process, per-run medians.
+:class:`Row`               one row of the comparison table.
+:class:`Reference`         the plain loops every speed-up of the table is taken against, computed here
+                           and nowhere else.
+
+Standard library only, and importing this module runs nothing.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, ClassVar, Protocol, TypeVar
+
+__all__ = ["NOISY_CPUS", "Measurement", "Reference", "Row", "SmallGraphResult", "reference_interpreter", "with_interpreter"]
+
+NOISY_CPUS = 0.25  # other processes using this much CPU during a measurement make it suspect
+
+T = TypeVar("T")
+
+
+def _best_median(xs: Sequence[float]) -> tuple[float | None, float | None]:
+    return (min(xs), statistics.median(xs)) if xs else (None, None)
+
+
+def _over(num: float | None, den: float | None) -> float | None:
+    return num / den if num and den else None
+
+
+def _fields_of(cls: type[T], data: Mapping[str, Any], **override: Any) -> T:
+    """``cls`` from a JSON object, ignoring derived and unknown keys, lists as tuples."""
+    kw = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.name in data:
+            v = data[f.name]
+            kw[f.name] = tuple(v) if isinstance(v, list) and f.name.endswith("_s") else v
+    kw.update(override)
+    return cls(**kw)
+
+
+class _Timed:
+    """What :class:`Measurement` and :class:`SmallGraphResult` share: the CPU other processes took while
+    they were timed (fields ``background_cpus``, ``steal_cpus``), the noisy attempts they replaced
+    (``discarded_noisy_attempts``), and their JSON form: every field, then the ``DERIVED`` properties."""
+
+    DERIVED: ClassVar[tuple[str, ...]] = ()
+    background_cpus: float | None
+    steal_cpus: float | None
+    discarded_noisy_attempts: tuple[Any, ...]
+
+    @property
+    def load(self) -> float:
+        """CPUs used on average by other processes and the hypervisor while this was timed."""
+        return (self.background_cpus or 0) + (self.steal_cpus or 0)
+
+    @property
+    def noisy(self) -> bool:
+        """Other processes took enough CPU to understate a parallel speed-up."""
+        return self.load >= NOISY_CPUS
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for f in fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            d[f.name] = [r.to_json() for r in v] if f.name == "discarded_noisy_attempts" else (
+                list(v) if isinstance(v, tuple) else v)
+        d.update((name, getattr(self, name)) for name in self.DERIVED)
+        return d
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]):  # -> the subclass
+        return _fields_of(cls, data, discarded_noisy_attempts=tuple(
+            cls.from_json(d) for d in data.get("discarded_noisy_attempts") or ()))
+
+
+@dataclass(frozen=True)
+class Measurement(_Timed):
+    """Runner and plain loop on one workload, timed interleaved in one process (``bench.measure``).
+
+    ``plain_s`` and ``runner_s`` hold every timed repetition in seconds; the best/median times,
+    their ratios and the scheduling overhead per task are derived from them.  ``interpreter``
+    (a label such as ``3.13t``) is set by the comparison, ``child`` when the measurement ran in a
+    subprocess, ``discarded_noisy_attempts`` when a busy-machine attempt was measured again.
+    """
+
+    workload: str
+    runner: str
+    ok: bool
+    error: str | None = None
+    title: str = ""
+    description: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    n_tasks: int | None = None
+    n_nodes: int | None = None
+    plain_s: tuple[float, ...] = ()
+    runner_s: tuple[float, ...] = ()
+    gil_enabled_before: bool | None = None
+    gil_enabled_after: bool | None = None
+    stats: Mapping[str, Any] | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+    loadavg: Sequence[float] | None = None
+    background_cpus: float | None = None
+    steal_cpus: float | None = None
+    interpreter: str | None = None
+    child: Mapping[str, Any] | None = None
+    discarded_noisy_attempts: tuple[Measurement, ...] = ()
+
+    DERIVED = ("plain_best_s", "plain_median_s", "runner_best_s", "runner_median_s", "ratio_best", "ratio_median",
+               "speedup_best", "overhead_us_per_task")
+
+    @classmethod
+    def failed(cls, workload: str, runner: str, reason: str, **known: Any) -> Measurement:
+        """A measurement that could not be made; ``reason`` goes in the table's n/a cell."""
+        return cls(workload=workload, runner=runner, ok=False, error=reason, title=workload, **known)
+
+    @property
+    def plain_best_s(self) -> float | None:
+        return _best_median(self.plain_s)[0]
+
+    @property
+    def plain_median_s(self) -> float | None:
+        return _best_median(self.plain_s)[1]
+
+    @property
+    def runner_best_s(self) -> float | None:
+        return _best_median(self.runner_s)[0]
+
+    @property
+    def runner_median_s(self) -> float | None:
+        return _best_median(self.runner_s)[1]
+
+    @property
+    def ratio_best(self) -> float | None:
+        """Runner over plain loop, best times (below 1: faster than not parallelising)."""
+        return _over(self.runner_best_s, self.plain_best_s) if self.ok else None
+
+    @property
+    def ratio_median(self) -> float | None:
+        return _over(self.runner_median_s, self.plain_median_s) if self.ok else None
+
+    @property
+    def speedup_best(self) -> float | None:
+        """Plain loop over runner, best times: the speed-up over the same process's plain loop."""
+        return _over(self.plain_best_s, self.runner_best_s) if self.ok else None
+
+    @property
+    def overhead_us_per_task(self) -> float | None:
+        """(runner - plain) / tasks, best times, in µs: the scheduling cost of one task."""
+        pb, rb = self.plain_best_s, self.runner_best_s
+        if not (self.ok and pb and rb and self.n_tasks):
+            return None
+        return (rb - pb) / self.n_tasks * 1e6
+
+
+@dataclass(frozen=True)
+class SmallGraphResult(_Timed):
+    """One small-graph case (``benchmarks/smallgraph.py``) on one interpreter.
+
+    ``runs`` calls of ``runner`` and as many of ``reference`` are timed one by one, in blocks,
+    in one process, for each of ``rounds`` rounds (alternating which goes first);
+    ``runner_medians_s`` and ``reference_medians_s`` hold each round's median time of one call.
+    The reported time is the best of those medians, the ratio is runner over reference, and
+    ``target`` is the ratio the project aims for on the free-threaded build.
+    """
+
+    case: str
+    title: str
+    runner: str
+    reference: str
+    target: float
+    runs: int
+    ok: bool
+    error: str | None = None
+    runner_medians_s: tuple[float, ...] = ()
+    reference_medians_s: tuple[float, ...] = ()
+    n_tasks: int | None = None
+    free_threaded_build: bool | None = None
+    gil_enabled_after: bool | None = None
+    background_cpus: float | None = None
+    steal_cpus: float | None = None
+    interpreter: str | None = None
+    discarded_noisy_attempts: tuple[SmallGraphResult, ...] = ()
+
+    DERIVED = ("rounds", "runner_s", "reference_s", "ratio", "meets_target")
+
+    @property
+    def rounds(self) -> int:
+        return len(self.runner_medians_s)
+
+    @property
+    def runner_s(self) -> float | None:
+        return _best_median(self.runner_medians_s)[0]
+
+    @property
+    def reference_s(self) -> float | None:
+        return _best_median(self.reference_medians_s)[0]
+
+    @property
+    def ratio(self) -> float | None:
+        """Runner time over reference time, both measured in the same process (lower is better)."""
+        return _over(self.runner_s, self.reference_s) if self.ok else None
+
+    @property
+    def meets_target(self) -> bool | None:
+        return None if self.ratio is None else self.ratio <= self.target
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the comparison table: a runner, or the plain loop, on one interpreter and workload.
+
+    ``speedup_same`` is over the plain loop of the same process (1 for the plain row itself),
+    ``speedup_vs_gil`` over the GIL build's plain loop; both come from :class:`Reference`.
+    ``gil`` is ``on``, ``off``, ``ON⚠`` (re-enabled on a free-threaded build) or ``?``.
+    """
+
+    workload: str
+    title: str
+    interpreter: str
+    runner: str
+    ok: bool
+    best_s: float | None = None
+    median_s: float | None = None
+    speedup_same: float | None = None
+    speedup_vs_gil: float | None = None
+    gil: str = "?"
+    error: str | None = None
+    overhead_us_per_task: float | None = None
+    noisy: bool = False
+    background_cpus: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Row:
+        return _fields_of(cls, data)
+
+
+class _Build(Protocol):
+    label: str
+    ft: bool
+
+
+B = TypeVar("B", bound=_Build)
+
+
+def reference_interpreter(interpreters: Iterable[B]) -> B | None:
+    """The GIL build every "× GIL plain" speed-up is taken against: the first GIL interpreter, if any."""
+    return next((i for i in interpreters if not i.ft), None)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The plain loops the comparison's speed-ups are taken against; the one place they are computed.
+
+    ``gil_label`` is the GIL build (:func:`reference_interpreter`), ``plain_best`` the best plain-loop
+    time per (workload, interpreter label) over every process that measured it.  A runner's speed-up
+    "same" is over the plain loop timed in its own process (the robust one); "vs GIL" is over the GIL
+    build's best plain loop for the workload (the one for choosing a build, noisier: other processes).
+    """
+
+    gil_label: str | None
+    plain_best: Mapping[tuple[str, str], float]
+
+    @classmethod
+    def of(cls, interpreters: Iterable[_Build], measurements: Iterable[Measurement]) -> Reference:
+        gil = reference_interpreter(interpreters)
+        best: dict[tuple[str, str], float] = {}
+        for m in measurements:
+            pb = m.plain_best_s
+            if pb and m.interpreter is not None:
+                key = (m.workload, m.interpreter)
+                best[key] = min(best.get(key, pb), pb)
+        return cls(gil.label if gil else None, best)
+
+    @property
+    def label(self) -> str:
+        """How tables name the GIL build's plain loop (``GIL`` when none was measured)."""
+        return self.gil_label or "GIL"
+
+    def plain(self, workload: str, interpreter: str) -> float | None:
+        """The best plain-loop time of ``workload`` on ``interpreter``."""
+        return self.plain_best.get((workload, interpreter))
+
+    def vs_gil(self, workload: str, seconds: float | None) -> float | None:
+        """Speed-up of a run taking ``seconds`` over the GIL build's plain loop on ``workload``."""
+        return _over(self.plain(workload, self.gil_label), seconds) if self.gil_label else None
+
+    def speedups(self, m: Measurement) -> tuple[float | None, float | None]:
+        """(over the same process's plain loop, over the GIL build's) for a runner's measurement."""
+        return m.speedup_best, (self.vs_gil(m.workload, m.runner_best_s) if m.ok else None)
+
+    def plain_speedups(self, workload: str, interpreter: str) -> tuple[float, float | None]:
+        """The same pair for the plain loop's own row (1 over itself, by definition)."""
+        return 1.0, self.vs_gil(workload, self.plain(workload, interpreter))
+
+
+def with_interpreter(rec: T, label: str, discarded: Sequence[T] = ()) -> T:
+    """``rec`` labelled with the interpreter that measured it (and the noisy attempts it replaced)."""
+    return replace(rec, interpreter=label, discarded_noisy_attempts=tuple(discarded))  # type: ignore[type-var]

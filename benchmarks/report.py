@@ -1,0 +1,335 @@
+"""The comparison's report: the table of every measurement, the small-graph row, the break-even
+sweep, as ``results.md`` and ``results.json``; and the cell formatting ``bench.py`` shares.
+
+A :class:`Comparison` holds everything one run of ``compare.py`` measured; its :attr:`rows` are
+the table (speed-ups from :class:`records.Reference`, computed nowhere else), :func:`markdown_report`
+renders it and :meth:`Comparison.to_json` is ``results.json`` (schema ``ftdag-compare/1``:
+``schema``, ``date``, ``mode``, ``duration_s``, ``machine``, ``interrupted``, ``interpreters``,
+``settings``, ``reference``, ``measurements``, ``sweep``, ``breakeven``, ``small_graph``, ``summary``).
+
+Importing this module runs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from typing import Any
+
+from environment import Interpreter, build_caveat
+from records import Measurement, Reference, Row, SmallGraphResult
+
+SCHEMA = "ftdag-compare/1"
+LABELS = {
+    "chain": "no-op chain",
+    "heavy": "heavy fan-out",
+    "fine": "fine-grained",
+    "rollup": "rollup",
+    "layered": "random layered",
+    "gil-release": "GIL-releasing",
+}
+SWEEP_FASTER = 1.05  # a speed-up counts as "faster than plain" from here: below it is noise
+CHART_LINK = "![speed-up over the plain loop](speedup.png)"
+
+
+# -- cells -------------------------------------------------------------------------------------
+
+
+def fmt_time(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "—"
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s * 1e6:.0f} µs" if s >= 1e-5 else f"{s * 1e6:.1f} µs"
+
+
+def fmt_x(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.2g}×" if x < 0.095 else f"{x:.2f}×"
+
+
+def gil_cell(free_threaded_build: bool | None, gil_enabled_after: bool | None) -> str:
+    if gil_enabled_after is None:
+        return "?"
+    if free_threaded_build and gil_enabled_after:
+        return "**ON⚠**"  # a free-threaded build whose GIL got re-enabled: parallel numbers are void
+    return "on" if gil_enabled_after else "off"
+
+
+def error_cell(error: str | None) -> str:
+    return "n/a: " + str(error or "failed").replace("|", "/").replace("\n", " ")[:160]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    aligns = ["---" if i < 2 else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(aligns) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# -- the comparison ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    workers: int
+    size: str
+    repeat: int
+    budget_s: float
+    timeout_s: float
+    noisy_retries: int
+    spin_per_ms: float
+    calibrated_on: str
+    workloads: tuple[str, ...]
+    runners: tuple[str, ...]
+    sweep_work_us: int  # CPU work of one break-even sweep point, split into tasks of one size
+
+
+@dataclass(frozen=True)
+class BreakEven:
+    """One (interpreter, runner) of the sweep: speed-up at each task size, and the smallest size from
+    which it and every larger measured size beat the plain loop by ``SWEEP_FASTER`` (None if none)."""
+
+    interpreter: str
+    runner: str
+    speedup_by_task_us: dict[float, float | None]
+    breakeven_us: float | None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything one comparison measured, and where."""
+
+    mode: str
+    date: str
+    duration_s: float
+    machine: dict[str, Any]
+    interpreters: tuple[Interpreter, ...]
+    settings: Settings
+    measurements: tuple[Measurement, ...]
+    small_graph: tuple[SmallGraphResult, ...] = ()
+    sweep: tuple[Measurement, ...] = ()
+    interrupted: bool = False
+
+    @cached_property
+    def reference(self) -> Reference:
+        return Reference.of(self.interpreters, self.measurements)
+
+    @cached_property
+    def rows(self) -> list[Row]:
+        return summarise(self.interpreters, self.settings.workloads, self.measurements, self.reference)
+
+    @cached_property
+    def breakeven(self) -> list[BreakEven]:
+        return breakeven(self.sweep)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "date": self.date,
+            "mode": self.mode,
+            "duration_s": self.duration_s,
+            "machine": self.machine,
+            "interrupted": self.interrupted,
+            "interpreters": [i.to_json(reference=i.label == self.reference.gil_label) for i in self.interpreters],
+            "settings": asdict(self.settings),
+            "reference": {"interpreter": self.reference.gil_label, "label": self.reference.label},
+            "measurements": [m.to_json() for m in self.measurements],
+            "sweep": [m.to_json() for m in self.sweep],
+            "breakeven": [asdict(b) for b in self.breakeven],
+            "small_graph": [r.to_json() for r in self.small_graph],
+            "summary": [r.to_json() for r in self.rows],
+        }
+
+
+def gil_state(free_threaded_build: bool, recs: Iterable[Measurement]) -> str:
+    """``on`` on a GIL build; on a free-threaded one ``off``, ``ON⚠`` if it was re-enabled, ``?`` if unknown."""
+    states = {m.gil_enabled_after for m in recs} - {None}
+    if not free_threaded_build:
+        return "on"
+    if True in states:
+        return "ON⚠"
+    return "off" if states else "?"
+
+
+def summarise(interpreters: Sequence[Interpreter], workloads: Sequence[str], measurements: Sequence[Measurement],
+              reference: Reference) -> list[Row]:
+    """One row per (workload, interpreter, runner), the plain loop first."""
+    rows = []
+    for w in workloads:
+        recs = [m for m in measurements if m.workload == w]
+        title = next((m.title for m in recs if m.description), LABELS.get(w, w))
+        for interp in interpreters:
+            mine = [m for m in recs if m.interpreter == interp.label]
+            samples = [t for m in mine for t in m.plain_s]
+            if samples:
+                same, vs_gil = reference.plain_speedups(w, interp.label)
+                rows.append(Row(w, title, interp.label, "plain", True, reference.plain(w, interp.label),
+                                statistics.median(samples), same, vs_gil, gil_state(interp.ft, mine)))
+            for m in mine:
+                same, vs_gil = reference.speedups(m)
+                rows.append(Row(w, title, interp.label, m.runner, m.ok, m.runner_best_s, m.runner_median_s, same,
+                                vs_gil, gil_state(interp.ft, [m]), None if m.ok else error_cell(m.error),
+                                m.overhead_us_per_task, m.noisy, m.background_cpus))
+    return rows
+
+
+def markdown(rows: Sequence[Row], reference: Reference) -> str:
+    """The comparison table; bold marks the fastest configuration of each workload."""
+    header = ["workload", "interpreter", "runner", "best", "median", "× same plain", f"× {reference.label} plain",
+              "GIL"]
+    best_per_wl: dict[str, float] = {}
+    for r in rows:
+        if r.ok and r.speedup_vs_gil:
+            best_per_wl[r.workload] = max(best_per_wl.get(r.workload, 0), r.speedup_vs_gil)
+    out = []
+    for r in rows:
+        if not r.ok:
+            out.append([r.title, r.interpreter, r.runner, str(r.error), "", "", "", r.gil])
+            continue
+        vs_gil = fmt_x(r.speedup_vs_gil)
+        if r.speedup_vs_gil and r.speedup_vs_gil == best_per_wl.get(r.workload):
+            vs_gil = f"**{vs_gil}**"
+        gil = "**ON⚠**" if r.gil == "ON⚠" else r.gil
+        out.append([r.title, r.interpreter, r.runner, fmt_time(r.best_s) + ("†" if r.noisy else ""),
+                    fmt_time(r.median_s), fmt_x(r.speedup_same), vs_gil, gil])
+    return markdown_table(header, out)
+
+
+def describe(c: Comparison) -> str:
+    m, s = c.machine, c.settings
+    lines = [
+        f"ftdag GIL vs no-GIL comparison ({c.mode} mode), {c.date}",
+        f"Machine: {m['cpu_count']} CPUs ({m.get('cpu_model') or m.get('machine')}), {m['platform']}; "
+        f"load average at start {m.get('loadavg_start')}, at end {m.get('loadavg_end')}",
+        "Interpreters: " + "; ".join(f"{i.label} = Python {i.version} {i.build} ({i.executable})"
+                                     for i in c.interpreters),
+        f"Settings: {s.workers} workers; sizes '{s.size}'; best and median of up to {s.repeat} repetitions "
+        f"(stopping after {s.budget_s:g} s once 2 are done); CPU tasks calibrated on {s.calibrated_on} "
+        f"({s.spin_per_ms:.0f} loop rounds per ms); {c.duration_s:.0f} s in all",
+    ]
+    if c.interrupted:
+        lines.append("Interrupted: this report holds only the measurements made before Ctrl-C")
+    noisy = [m for m in c.measurements if m.ok and m.noisy]
+    if noisy:
+        lines.append(f"Noise: {len(noisy)} of {len(c.measurements)} measurements (marked †) ran while other "
+                     "processes took CPU; compare them with care or rerun on a quieter machine")
+    caveat = build_caveat(list(c.interpreters))
+    if caveat:
+        lines.append(f"Caveat: {caveat}")
+    return "\n".join(lines)
+
+
+LEGEND = (
+    "best/median: wall time of one run (best and median of the repetitions). × same plain: speed-up over "
+    "the plain topological loop on the same interpreter, measured in the same process, interleaved (above 1 = "
+    "faster than not parallelising). × {ref} plain: speed-up over the plain loop on the GIL build (the number "
+    "for choosing a build; bold = fastest for the workload). GIL: whether the GIL was on during the "
+    "measurement; **ON⚠** on a free-threaded build means an imported extension re-enabled it. †: other "
+    "processes used at least a quarter of a CPU while this runner was timed (a parallel runner is then measured "
+    "again, up to a limit, and the quieter attempt kept), so its speed-up is understated. n/a: the runner could "
+    "not run there, with the reason."
+)
+
+
+def headline(c: Comparison) -> str:
+    """Per workload: the fastest configuration, and ftdag's best on each interpreter."""
+    lines = [f"Fastest per workload (speed-up over the plain loop on {c.reference.label}):"]
+    for w in c.settings.workloads:
+        ok = [r for r in c.rows if r.workload == w and r.ok and r.speedup_vs_gil]
+        if not ok:
+            continue
+        top = max(ok, key=lambda r: r.speedup_vs_gil)
+        parts = []
+        for i in c.interpreters:
+            fd = [r for r in ok if r.interpreter == i.label and r.runner.startswith("ftdag-")]
+            if fd:
+                b = max(fd, key=lambda r: r.speedup_vs_gil)
+                parts.append(f"ftdag on {i.label}: {b.speedup_vs_gil:.2f}× ({b.runner[6:]})")
+        lines.append(f"- {ok[0].title}: {top.interpreter} · {top.runner} {top.speedup_vs_gil:.2f}×"
+                     + (f"; {'; '.join(parts)}" if parts else ""))
+    return "\n".join(lines)
+
+
+# -- small graphs ------------------------------------------------------------------------------
+
+
+def small_graph_markdown(results: Sequence[SmallGraphResult]) -> str:
+    """The small-graph row: per case and interpreter, ftdag threads against its same-process reference."""
+    header = ["graph", "interpreter", "ftdag threads", "reference", "threads / reference", "target",
+              "runs × rounds"]
+    body = []
+    for r in results:
+        if not r.ok:
+            body.append([r.title, str(r.interpreter), error_cell(r.error), r.reference, "", "", ""])
+            continue
+        if r.free_threaded_build:
+            target = f"≤ {r.target:g}×: {'met' if r.meets_target else 'missed'}"
+        else:
+            target = f"(≤ {r.target:g}× on free-threaded builds)"
+        body.append([r.title, str(r.interpreter), fmt_time(r.runner_s) + ("†" if r.noisy else ""),
+                     f"{r.reference} {fmt_time(r.reference_s)}", fmt_x(r.ratio), target, f"{r.runs} × {r.rounds}"])
+    intro = (
+        "### Small graphs\n\n"
+        "ftdag threads on graphs too small to gain from a second worker, against a reference run in the same "
+        "process: ftdag sequential on a 3-task diamond (one source, two tasks on it, one joining them: the fixed "
+        "cost of one `Executor.run`), the plain loop on the 10,000-task no-op chain. After a warm-up, each round "
+        "times every call one by one, the runner's calls and then the reference's (the other way round the next "
+        "round); a time is the best of the rounds' medians, the ratio threads over reference (lower is better). "
+        "The targets are the project's, for the free-threaded build; the GIL build's rows are for reference. "
+        "†: other processes took CPU meanwhile.")
+    return intro + "\n\n" + markdown_table(header, body)
+
+
+# -- break-even sweep --------------------------------------------------------------------------
+
+
+def breakeven(sweep: Sequence[Measurement]) -> list[BreakEven]:
+    """Per (interpreter, runner) of the sweep, in the order measured: see :class:`BreakEven`."""
+    rows = []
+    for key in dict.fromkeys((m.interpreter, m.runner) for m in sweep):
+        mine = sorted((m for m in sweep if (m.interpreter, m.runner) == key), key=lambda m: m.params["task_us"])
+        speedups = {m.params["task_us"]: m.speedup_best for m in mine}
+        even = None
+        for us in reversed(list(speedups)):
+            if not speedups[us] or speedups[us] < SWEEP_FASTER:
+                break
+            even = us
+        rows.append(BreakEven(str(key[0]), key[1], speedups, even))
+    return rows
+
+
+def breakeven_markdown(rows: Sequence[BreakEven], work_us: float) -> str:
+    sizes = sorted({us for r in rows for us in r.speedup_by_task_us})
+    header = ["interpreter", "runner"] + [f"{us:g} µs" for us in sizes] + ["faster than plain from"]
+    body = []
+    for r in rows:
+        cells = [fmt_x(r.speedup_by_task_us.get(us)) for us in sizes]
+        even = f"{r.breakeven_us:g} µs" if r.breakeven_us else f"never (up to {sizes[-1]:g} µs)"
+        body.append([r.interpreter, r.runner, *cells, even])
+    intro = ("### Break-even task size\n\nIndependent pure-Python tasks of one size (about "
+             f"{work_us / 1000:g} ms of work in all, at least 64 tasks), speed-up of the runner over the plain "
+             "loop in the same process (best of the repetitions), and the smallest task size from which ftdag beats not "
+             f"parallelising at all (by at least {SWEEP_FASTER - 1:.0%}, at that size and every larger one).")
+    return intro + "\n\n" + markdown_table(header, body)
+
+
+# -- the whole report --------------------------------------------------------------------------
+
+
+def markdown_report(c: Comparison, chart: bool) -> str:
+    """``results.md`` without its title: description, table, legend, headline, small graphs, sweep, chart."""
+    parts = [describe(c), markdown(c.rows, c.reference), LEGEND.format(ref=c.reference.label), headline(c)]
+    if c.small_graph:
+        parts.append(small_graph_markdown(c.small_graph))
+    if c.breakeven:
+        parts.append(breakeven_markdown(c.breakeven, c.settings.sweep_work_us))
+    if chart:
+        parts.append(CHART_LINK)
+    return "\n\n".join(parts)
