@@ -181,13 +181,14 @@ def test_ctrl_c_while_a_worker_frees_a_slow_value():
     """A SIGINT while a pool thread runs a slow finalizer must not break the scheduler's lock."""
     require_main_thread()
     gate = Gate()
-    in_del, let_del = threading.Event(), threading.Event()
+    in_del, let_del, del_done = threading.Event(), threading.Event(), threading.Event()
     roles: dict = {}
 
     def slow_del():
         if threading.current_thread().name.startswith("ftdag-worker-"):
             in_del.set()
             let_del.wait(TIMEOUT)
+            del_done.set()
 
     def make(key):
         roles[key] = threading.current_thread().name
@@ -223,6 +224,8 @@ def test_ctrl_c_while_a_worker_frees_a_slow_value():
         try:
             with pytest.raises(KeyboardInterrupt):
                 ex.run(dag, outputs)
+            # Promptly: while the finalizer still runs (the caller never needed the lock it ran under).
+            assert not del_done.is_set()
         finally:
             let_del.set()
             driver.join(TIMEOUT)
@@ -295,10 +298,10 @@ def test_interrupted_thread_start_leaves_no_half_started_pool(monkeypatch):
         if not self.name.startswith("ftdag-worker-"):
             return real_start(self)
         calls.append(self.name)
-        if len(calls) == 1:
+        if len(calls) == 2:
             real_start(self)
             raise KeyboardInterrupt  # landed after the thread started
-        if len(calls) == 2:
+        if len(calls) == 3:
             raise KeyboardInterrupt  # landed before it started
         return real_start(self)
 
@@ -312,10 +315,11 @@ def test_interrupted_thread_start_leaves_no_half_started_pool(monkeypatch):
     dag, outputs = independent(workers, task)
     ex = threads(workers)
     monkeypatch.setattr(threading.Thread, "start", start)
-    for _ in range(2):
+    for _ in range(2):  # the first run is cut after two starts, the second at its first
         with pytest.raises(KeyboardInterrupt):
             ex.run(dag, outputs)
     monkeypatch.undo()
+    assert len(calls) == 3
     runner, ran = in_background(ex.run, dag, outputs)
     gate.wait_for_arrivals(workers, TIMEOUT)  # every slot runs a task: no thread is missing
     assert probe.current == workers

@@ -10,7 +10,7 @@ Counting conventions, shared by all schedulers:
 - ``remaining[i]``: the task dependencies of planned task ``i`` not yet finished, counted
   with multiplicity (a dependency listed twice counts twice, and ``Dag._dependents`` lists
   the dependent twice).  Sources count as finished from the start.  Nodes outside the plan
-  hold -1, so decrementing them never reaches 0 and they never become ready.
+  hold ``NOT_PLANNED`` (-1), so decrementing them never reaches 0 and they never become ready.
 - ``consumers[i]``: planned dependents of ``i`` that have not finished (with multiplicity),
   plus 1 if ``i`` is a requested output.  When it drops to 0 the run forgets ``values[i]``,
   so an intermediate result is freed as soon as its last consumer has run.
@@ -34,13 +34,19 @@ becomes ready."""
 
 
 class _Template:
+    """The read-only part of a plan: what depends only on the graph and the requested outputs.
+
+    Cached on the :class:`~ftdag.Dag` per set of outputs (:func:`_template`) and shared by
+    every run of that request, on every thread; a :class:`Plan` copies the mutable counts.
+    """
+
     __slots__ = ("tasks", "initial", "executed", "remaining", "consumers", "solo")
 
     def __init__(self, dag: Dag, output_ids: list[int]) -> None:
         fns, deps = dag._fns, dag._deps
         planned = dag._closure(output_ids)
         n = len(dag._keys)
-        remaining = [-1] * n
+        remaining = [NOT_PLANNED] * n
         consumers = [0] * n
         for i in output_ids:
             consumers[i] = 1
@@ -56,26 +62,29 @@ class _Template:
                 if fns[d] is not None:
                     count += 1
             remaining[i] = count
-        self.tasks = tuple(tasks)
-        self.initial = tuple(i for i in tasks if not remaining[i])
-        self.executed = len(planned)
-        self.remaining = remaining
-        self.consumers = consumers
-        self.solo = _private_links(dag, tasks, remaining, consumers, set(output_ids))
+        self.tasks = tuple(tasks)  # planned task ids, in topological order
+        self.initial = tuple(i for i in tasks if not remaining[i])  # tasks ready at the start
+        self.executed = len(planned)  # planned nodes, sources included (RunStats.executed)
+        self.remaining = remaining  # the counts a run starts from (module docstring)
+        self.consumers = consumers  # the counts a run starts from (module docstring)
+        self.solo = solo_links(dag, tasks, remaining, consumers, set(output_ids))  # NO_TASK or the link
 
 
-def _private_links(
+def solo_links(
     dag: Dag, tasks: list[int], remaining: list[int], consumers: list[int], outputs: set[int]
 ) -> list[int]:
-    """``solo[t] = u`` where ``t -> u`` is a private chain link, else -1.
+    """``solo[t] = u`` where ``t -> u`` is a *solo link*, else ``NO_TASK``.
 
-    The link is private when ``u`` is ``t``'s only planned consumer (a single edge, and ``t``
-    is not an output), ``t`` is ``u``'s only task dependency (a single edge), and ``t`` is the
-    only consumer of each of its own task inputs.  A worker that finished ``t`` may then run
-    ``u`` without touching any shared count (see the thread backend's invariant I7).
+    This is the one definition of a solo link.  ``t -> u`` is one when ``u`` is ``t``'s only
+    planned consumer (a single edge, and ``t`` is not an output), ``t`` is ``u``'s only task
+    dependency (a single edge), and ``t`` is the only consumer of each of its own task inputs.
+    Then nothing but the thread that ran ``t`` can ever touch ``values[t]``, the values of
+    ``t``'s inputs, ``remaining[u]`` or the consumer counts of those nodes, so it may store
+    ``t``'s result, drop its inputs and run ``u`` without touching any shared count (the
+    thread backend's invariant I7).
     """
     fns, deps, dependents = dag._fns, dag._deps, dag._dependents
-    solo = [-1] * len(fns)
+    solo = [NO_TASK] * len(fns)
     for t in tasks:
         if consumers[t] != 1 or t in outputs:
             continue

@@ -14,7 +14,7 @@ State
 -----
 Everything below is guarded by one lock, ``_lock``.  Idle pool threads sleep on ``_wake`` (a
 condition over ``_lock``); ``_changed`` (another) is notified when a run ends or a slot goes
-idle, for :meth:`ThreadPool.wait_for_state`.  The caller never waits on ``_lock``: it sleeps
+idle, for :meth:`ThreadPool.wait_for_state` (only while some thread waits there: ``_watchers``).  The caller never waits on ``_lock``: it sleeps
 on its run's ``bell``, a plain lock used as a binary semaphore, so that a signal that
 interrupts its wait can never leave ``_lock`` half-released (see "Ctrl-C").  The state of a
 run lives in a :class:`_Run`, so a worker still finishing a task of an abandoned run only
@@ -163,8 +163,7 @@ class _Run:
         self.done = not self.pending  # nothing more will happen: the caller may return
         self.error: tuple[int, BaseException] | None = None  # the first failure: (task, exception)
         self.caller_waiting = False  # the caller sleeps on bell (module docstring)
-        self.bell = threading.Lock()  # released once to wake the caller; held otherwise
-        self.bell.acquire()
+        self.bell: threading.Lock | None = None  # made when the caller first waits; held unless rung
         self.peak_in_flight = self.peak_queue_len = self.steals = 0
 
 
@@ -172,7 +171,7 @@ def _ring(run: _Run) -> None:
     """Wake the caller if it sleeps on ``run.bell`` (with ``_lock`` held)."""
     if run.caller_waiting:
         run.caller_waiting = False
-        run.bell.release()
+        run.bell.release()  # type: ignore[union-attr]  # made before caller_waiting was set
 
 
 class _Graph:
@@ -206,6 +205,8 @@ class ThreadPool:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # idle pool threads wait here
         self._changed = threading.Condition(self._lock)  # a run ended or a slot went idle
+        self._watchers = 0  # threads in wait_for_state: _changed is notified only if there are any
+        self._started = False  # every pool thread was started (until one is found missing)
         self._run_lock = threading.Lock()  # serialises run() and close()
         self._run: _Run | None = None  # the run in progress, if any
         self._idle = 0  # pool threads asleep on _wake
@@ -225,8 +226,10 @@ class ThreadPool:
         with self._run_lock:
             if self._closing:
                 raise RuntimeError("this executor is closed")
-            self._check_crash()
-            self._start_threads()
+            if self._crash is not None:
+                self._check_crash()
+            if not self._started:
+                self._start_threads()
             run = _Run(plan, self.workers, self._cap, self._bound)
             if not run.done:
                 outer = current_pool()
@@ -242,10 +245,12 @@ class ThreadPool:
                     _local.pool = outer
                     with self._lock:
                         self._run = None
-                        self._changed.notify_all()
+                        if self._watchers:
+                            self._changed.notify_all()
                         if self._closing:  # closed by a task: the threads may exit now
                             self._wake.notify_all()
-        self._check_crash()
+        if self._crash is not None:
+            self._check_crash()
         if run.error is not None:
             task, exc = run.error
             if isinstance(exc, Exception):
@@ -264,7 +269,7 @@ class ThreadPool:
         dag = run.plan.dag
         ids = (dag._deps, dag._dependents, run.plan.template.solo)
         garbage: list[Any] = []
-        main = threading.current_thread() is threading.main_thread()
+        main = threading.get_ident() == threading.main_thread().ident
         slice_s = _SIGNAL_SLICE_S if main else -1
         ctrl_c = KeyboardInterrupt if main else ()  # what abandons the run when a task raises it
         with lock:
@@ -276,17 +281,22 @@ class ThreadPool:
                 if task == NO_TASK:
                     if run.done or self._crash is not None:
                         return
+                    bell = run.bell
+                    if bell is None:
+                        bell = run.bell = threading.Lock()
+                        bell.acquire()
                     run.caller_waiting = True
-                    self._changed.notify_all()  # the caller's slot is idle
+                    if self._watchers:
+                        self._changed.notify_all()  # the caller's slot is idle
             if task != NO_TASK:
                 self._serve(c, run, task, ids, garbage, ctrl_c)
                 continue
-            got = run.bell.acquire(True, slice_s)
+            got = bell.acquire(True, slice_s)
             with lock:
                 if run.caller_waiting:  # not rung: the slice ran out
                     run.caller_waiting = False
                 elif not got:  # rung after the slice ran out: take the ring back
-                    run.bell.acquire(False)
+                    bell.acquire(False)
 
     def close(self) -> None:
         """Wait for the run in progress, then let the pool threads exit and join them.  Idempotent.
@@ -318,9 +328,13 @@ class ThreadPool:
         For tests and diagnostics, from a thread that is not the caller of a run.
         """
         with self._lock:
-            if not self._changed.wait_for(lambda: predicate(self._state()), timeout):
-                raise TimeoutError(f"pool did not reach the expected state in {timeout}s: {self._state()}")
-            return self._state()
+            self._watchers += 1
+            try:
+                if not self._changed.wait_for(lambda: predicate(self._state()), timeout):
+                    raise TimeoutError(f"pool did not reach the expected state in {timeout}s: {self._state()}")
+                return self._state()
+            finally:
+                self._watchers -= 1
 
     def _state(self) -> PoolState:
         run = self._run
@@ -343,6 +357,7 @@ class ThreadPool:
                 threads[w] = t
         for t in new:
             t.start()
+        self._started = True  # not reached if a start was interrupted: the next run looks again
 
     def _check_crash(self) -> None:
         if self._crash is not None:
@@ -391,7 +406,8 @@ class ThreadPool:
             elif self._closing:
                 return None, NO_TASK
             self._idle += 1
-            self._changed.notify_all()
+            if self._watchers:
+                self._changed.notify_all()
             self._wake.wait()
             self._idle -= 1
 
@@ -544,7 +560,8 @@ class ThreadPool:
                 return made[0]
         if not run.in_flight and (run.stopped or not run.pending):
             run.done = True
-            self._changed.notify_all()
+            if self._watchers:
+                self._changed.notify_all()
             _ring(run)
         return NO_TASK
 

@@ -158,7 +158,7 @@ class Dag:
         self._fns = tuple(fns)  # None for a source
         self._values = tuple(values)  # a source's value; None for a task
         self._n_sources = sum(fn is None for fn in fns)
-        self._plans: dict = {}  # see ftdag._plan.plan_for
+        self._plans: dict = {}  # plan templates by frozenset of output ids: ftdag._plan._template
         self._plans_lock = threading.Lock()
 
     def __len__(self) -> int:
