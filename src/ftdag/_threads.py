@@ -113,6 +113,7 @@ from .config import ExecutorConfig
 from .errors import _task_failed
 
 _local = threading.local()
+_main_ident = threading.main_thread().ident  # signals reach this thread only
 _SIGNAL_SLICE_S = 0.05  # the main thread's wait slice: how late a racing Ctrl-C may be seen
 _GRAPHS_KEPT = 4  # per-thread copies of graph ids kept (one per recently run plan template)
 
@@ -240,15 +241,10 @@ class ThreadPool:
                     run.stopped = True  # first, without the lock: no thread starts a task of it now
                     with self._lock:
                         self._stop(run)
+                        self._end(run)
                     raise
                 finally:
                     _local.pool = outer
-                    with self._lock:
-                        self._run = None
-                        if self._watchers:
-                            self._changed.notify_all()
-                        if self._closing:  # closed by a task: the threads may exit now
-                            self._wake.notify_all()
         if self._crash is not None:
             self._check_crash()
         if run.error is not None:
@@ -264,39 +260,56 @@ class ThreadPool:
         }
 
     def _drive(self, run: _Run) -> None:
-        """The caller's loop: run tasks as slot ``_caller_slot`` until ``run`` is done."""
+        """The caller's loop: run tasks as slot ``_caller_slot`` until ``run`` is over."""
         lock, c = self._lock, self._caller_slot
         dag = run.plan.dag
         ids = (dag._deps, dag._dependents, run.plan.template.solo)
         garbage: list[Any] = []
-        main = threading.get_ident() == threading.main_thread().ident
+        main = threading.get_ident() == _main_ident
         slice_s = _SIGNAL_SLICE_S if main else -1
         ctrl_c = KeyboardInterrupt if main else ()  # what abandons the run when a task raises it
         with lock:
             self._run = run
             self._dispatch(run, c)
-        while True:
-            with lock:
-                task = self._take(run, c)
-                if task == NO_TASK:
-                    if run.done or self._crash is not None:
-                        return
-                    bell = run.bell
-                    if bell is None:
-                        bell = run.bell = threading.Lock()
-                        bell.acquire()
-                    run.caller_waiting = True
-                    if self._watchers:
-                        self._changed.notify_all()  # the caller's slot is idle
+            task = self._take(run, c)
+            over = task == NO_TASK and self._caller_idle(run)
+        while not over:
             if task != NO_TASK:
-                self._serve(c, run, task, ids, garbage, ctrl_c)
+                over = self._serve(c, run, task, ids, garbage, ctrl_c)
+                task = NO_TASK
                 continue
-            got = bell.acquire(True, slice_s)
+            bell = run.bell
+            got = bell.acquire(True, slice_s)  # type: ignore[union-attr]  # made by _caller_idle
             with lock:
                 if run.caller_waiting:  # not rung: the slice ran out
                     run.caller_waiting = False
                 elif not got:  # rung after the slice ran out: take the ring back
-                    bell.acquire(False)
+                    bell.acquire(False)  # type: ignore[union-attr]
+                task = self._take(run, c)
+                over = task == NO_TASK and self._caller_idle(run)
+
+    def _caller_idle(self, run: _Run) -> bool:
+        """The caller found nothing to take: end the run if it is over (True), else mark the
+        caller waiting on its bell (False).  With ``_lock`` held."""
+        if run.done or self._crash is not None:
+            self._end(run)
+            return True
+        if run.bell is None:
+            run.bell = threading.Lock()
+            run.bell.acquire()
+        run.caller_waiting = True
+        if self._watchers:
+            self._changed.notify_all()  # the caller's slot is idle
+        return False
+
+    def _end(self, run: _Run) -> None:
+        """``run`` is over or abandoned: unpublish it.  With ``_lock`` held."""
+        if self._run is run:
+            self._run = None
+        if self._watchers:
+            self._changed.notify_all()
+        if self._closing:  # closed by a task: the threads may exit now
+            self._wake.notify_all()
 
     def close(self) -> None:
         """Wait for the run in progress, then let the pool threads exit and join them.  Idempotent.
@@ -391,7 +404,7 @@ class ThreadPool:
                 run, task = self._next(w)
             if run is None:
                 return
-            self._serve(w, run, task, self._graph(w, run).ids, garbage, ())
+            self._serve(w, run, task, self._graph(w, run).ids, garbage, None)
             run = None  # hold nothing of a finished run while idle
 
     def _next(self, w: int) -> tuple[_Run | None, int]:
@@ -411,12 +424,14 @@ class ThreadPool:
             self._wake.wait()
             self._idle -= 1
 
-    def _serve(self, w: int, run: _Run, task: int, ids: tuple, garbage: list[Any], ctrl_c: Any) -> None:
+    def _serve(self, w: int, run: _Run, task: int, ids: tuple, garbage: list[Any], ctrl_c: Any) -> bool:
         """Run ``task`` on this thread, then whatever ``_finish`` and ``_take`` hand slot ``w``
         next, until there is nothing; every reference to the run dies with this frame.
 
-        A task's exception fails the run, except ``ctrl_c`` (``KeyboardInterrupt`` when this is
-        the caller on the main thread, else nothing), which propagates: Ctrl-C abandons the run.
+        ``ctrl_c`` is None on a pool thread.  On the caller it is what a task may raise to
+        abandon the run (``KeyboardInterrupt`` on the main thread, else nothing), and when
+        nothing is left the caller's idle step (:meth:`_caller_idle`) is taken in the same
+        critical section; its answer, whether the run is over, is returned.
         """
         lock = self._lock
         fns, values = run.fns, run.values
@@ -429,7 +444,7 @@ class ThreadPool:
                 try:
                     # One dependency is the common case (chains, maps); skip the argument list.
                     result = fns[task](values[ds[0]]) if len(ds) == 1 else fns[task](*[values[d] for d in ds])
-                except ctrl_c:
+                except ctrl_c or ():
                     raise  # Ctrl-C in a task the main thread runs: abandon the run (module docstring)
                 except BaseException as exc:  # even SystemExit must not kill the worker
                     error, result = exc, None
@@ -444,15 +459,18 @@ class ThreadPool:
                         values[d] = None
                 solos += 1
                 task = nxt
+            over = False
             with lock:
                 task = self._finish(run, w, task, result, error, solos, deps[task], dependents[task], garbage)
                 if task == NO_TASK:
                     task = self._take(run, w)
+                    if task == NO_TASK and ctrl_c is not None:
+                        over = self._caller_idle(run)
             result = error = None  # freed here, outside the lock (I5)
             if garbage:
                 garbage.clear()
             if task == NO_TASK:
-                return
+                return over
 
     def _graph(self, w: int, run: _Run) -> _Graph:
         """Pool thread ``w``'s own copy of ``run``'s id structure (only thread ``w`` touches ``_graphs[w]``)."""
@@ -503,7 +521,8 @@ class ThreadPool:
                 run.peak_in_flight = run.in_flight
             if self._idle:
                 self._wake.notify(pushed)
-            _ring(run)
+            if run.caller_waiting:
+                _ring(run)
 
     def _take(self, run: _Run, w: int) -> int:
         """The next task for slot ``w``: its own newest, another's oldest, or a ready one.
@@ -542,7 +561,8 @@ class ThreadPool:
         """Record that ``task`` ended (after ``solos`` solo links, I7); return a dependent for
         slot ``w`` to run next, or ``NO_TASK``.  Dropped values go to ``garbage`` (I5)."""
         run.in_flight -= 1
-        run.pending -= solos
+        if solos:
+            run.pending -= solos
         if error is not None:
             if run.error is None:
                 run.error = (task, error)
@@ -562,7 +582,8 @@ class ThreadPool:
             run.done = True
             if self._watchers:
                 self._changed.notify_all()
-            _ring(run)
+            if run.caller_waiting:
+                _ring(run)
         return NO_TASK
 
     def _stop(self, run: _Run) -> None:
