@@ -20,12 +20,14 @@ interrupts its wait can never leave ``_lock`` half-released (see "Ctrl-C").  The
 run lives in a :class:`_Run`, so a worker still finishing a task of an abandoned run only
 ever touches that run's counters, never the next run's.
 
+The run's shared state (``ready``, ``in_flight``, ``pending``, ``stopped``, ``error``, the
+bound) is a :class:`ftdag._runstate.RunState`; what follows is the thread backend's own.
+
 ``_Run.queues[w]``  slot ``w``'s deque of ready task ids.  It pops its own newest (right
                     end); a slot with nothing queued steals another's oldest (left end).
-``_Run.ready``      ready task ids that are not in flight: they wait for room, holding no
-                    inputs (their arguments are gathered only when they start).
-``_Run.in_flight``  tasks in some ``queues[w]`` plus tasks running.
-``_Run.pending``    planned tasks that have not finished successfully.
+``_Run.ready``      (shared) ready task ids that are not in flight: they wait for room,
+                    holding no inputs (their arguments are gathered only when they start).
+``_Run.in_flight``  (shared) tasks in some ``queues[w]`` plus tasks running.
 ``_Run.caller_waiting``  the caller sleeps on ``bell``; whoever sets it back to False
                     releases ``bell`` once (:func:`_ring`), so no wake-up is lost or doubled.
 
@@ -109,6 +111,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from ._plan import NO_TASK, Plan
+from ._runstate import RunState
 from .config import ExecutorConfig
 from .errors import _task_failed
 
@@ -140,32 +143,21 @@ class PoolState(NamedTuple):
     stopped: bool
 
 
-class _Run:
-    """One run's scheduling state; see the module docstring."""
+class _Run(RunState):
+    """One run's scheduling state: the shared :class:`~ftdag._runstate.RunState` plus what
+    only the thread backend keeps; see the module docstring."""
 
-    __slots__ = (
-        "plan", "fns", "values",
-        "queues", "ready", "cap", "bound", "in_flight", "pending",
-        "stopped", "done", "error", "caller_waiting", "bell",
-        "peak_in_flight", "peak_queue_len", "steals",
-    )
+    __slots__ = ("fns", "queues", "cap", "done", "caller_waiting", "bell", "steals")
 
     def __init__(self, plan: Plan, workers: int, cap: int, bound: int) -> None:
-        self.plan = plan
+        super().__init__(plan, bound)
         self.fns = plan.dag._fns  # None for a source
-        self.values = plan.values  # by node id: a source's value, a finished task's result, or None
         self.queues: list[deque[int]] = [deque() for _ in range(workers)]  # one per slot, I2
-        self.ready = list(reversed(plan.initial))  # popped from the end: topological order first
         self.cap = cap  # I2
-        self.bound = bound  # I1
-        self.in_flight = 0  # queued + running, I1
-        self.pending = len(plan.tasks)  # planned tasks not yet finished successfully
-        self.stopped = False  # failed or abandoned: nothing more starts (I6)
         self.done = not self.pending  # nothing more will happen: the caller may return
-        self.error: tuple[int, BaseException] | None = None  # the first failure: (task, exception)
         self.caller_waiting = False  # the caller sleeps on bell (module docstring)
         self.bell: threading.Lock | None = None  # made when the caller first waits; held unless rung
-        self.peak_in_flight = self.peak_queue_len = self.steals = 0
+        self.steals = 0
 
 
 def _ring(run: _Run) -> None:
@@ -252,12 +244,7 @@ class ThreadPool:
             if isinstance(exc, Exception):
                 raise _task_failed(plan.dag._keys[task], exc) from exc
             raise exc
-        return {
-            "workers": self.workers,
-            "peak_in_flight": run.peak_in_flight,
-            "peak_queue_len": run.peak_queue_len,
-            "steals": run.steals,
-        }
+        return run.counters(self.workers, run.steals)
 
     def _drive(self, run: _Run) -> None:
         """The caller's loop: run tasks as slot ``_caller_slot`` until ``run`` is over."""
@@ -573,7 +560,7 @@ class ThreadPool:
             if made:
                 run.in_flight += 1  # made[0] runs next on this thread, in task's place
                 if len(made) > 1:
-                    run.ready.extend(made[:0:-1])  # popped from the end: made[1] first
+                    run.ready.push(made[1:])
             if run.ready:
                 self._dispatch(run, w)
             if made:

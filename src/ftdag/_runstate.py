@@ -1,0 +1,82 @@
+"""The scheduling state of one run that every parallel backend keeps the same way.
+
+A :class:`~ftdag._plan.Plan` says *what* a run executes (values, remaining-dependency and
+consumer counts, by node id).  A :class:`RunState` says *where the run stands*, in the
+terms both the thread and the process backend use, so that features that change
+scheduling (priorities, resources, retries, cancellation, callbacks) are written once:
+
+``ready``           ready task ids that are not in flight, in a :class:`ReadyStack`: the
+                    order in which ready tasks start is decided here, not in the backends.
+``bound``           the in-flight bound, ``ExecutorConfig.in_flight_bound``.
+``in_flight``       tasks handed to workers (queued there or running); at most ``bound``.
+``pending``         planned tasks that have not finished successfully.
+``stopped``         set on the first failure (or an abandoned run): nothing more starts.
+``error``           the first failure, in the backend's own terms (threads: ``(task,
+                    exception)``; processes: ``(task, status, payload)``).
+``peak_in_flight``, ``peak_queue_len``  for :class:`~ftdag.RunStats`.
+
+What each backend keeps to itself, on its subclass:
+
+- threads (:mod:`ftdag._threads`): per-slot deques, the caller's bell, steals, ``done``;
+- processes (:mod:`ftdag._processes`): the run id on the wire, function ids, chain links.
+
+Both backends change this state only from one thread at a time (threads: under the pool's
+lock; processes: the caller's thread), so nothing here locks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ._plan import Plan
+
+__all__ = ["ReadyStack", "RunState"]
+
+
+class ReadyStack(list[int]):
+    """Ready task ids; ``pop()`` returns the one to start next.
+
+    The order is topological (ids are topological) for the initial tasks, then the order in
+    which tasks became ready, those made ready by one finish in dependents order: a
+    depth-first order that keeps a chain's inputs hot.  It is a list whose *end* is the next
+    task, so ``pop()``, ``len()`` and ``clear()`` are the list's own; :meth:`push` is the one
+    way tasks enter it.  (A priority order would be a heap with the same three operations.)
+    """
+
+    __slots__ = ()
+
+    def __init__(self, initial: Iterable[int] = ()) -> None:
+        super().__init__(initial)
+        self.reverse()
+
+    def push(self, tasks: list[int]) -> None:
+        """Add ``tasks``, made ready together; ``tasks[0]`` will be popped first."""
+        self.extend(reversed(tasks))
+
+
+class RunState:
+    """One run's scheduling state shared by the parallel backends; see the module docstring."""
+
+    __slots__ = ("plan", "values", "ready", "bound", "in_flight", "pending", "stopped", "error",
+                 "peak_in_flight", "peak_queue_len")
+
+    def __init__(self, plan: Plan, bound: int) -> None:
+        self.plan = plan
+        self.values = plan.values  # by node id: a source's value, a finished task's result, or None
+        self.ready = ReadyStack(plan.initial)
+        self.bound = bound  # in_flight never exceeds it
+        self.in_flight = 0  # tasks queued at or running on workers
+        self.pending = len(plan.tasks)  # planned tasks not yet finished successfully
+        self.stopped = False  # failed or abandoned: nothing more starts
+        self.error: tuple | None = None  # the first failure, in the backend's terms
+        self.peak_in_flight = 0
+        self.peak_queue_len = 0
+
+    def counters(self, workers: int, steals: int = 0) -> dict[str, int]:
+        """The run's counters for :class:`~ftdag.RunStats`."""
+        return {
+            "workers": workers,
+            "peak_in_flight": self.peak_in_flight,
+            "peak_queue_len": self.peak_queue_len,
+            "steals": steals,
+        }
