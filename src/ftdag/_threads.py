@@ -254,7 +254,7 @@ class ThreadPool:
         garbage: list[Any] = []
         main = threading.get_ident() == _main_ident
         slice_s = _SIGNAL_SLICE_S if main else -1
-        ctrl_c = KeyboardInterrupt if main else ()  # what abandons the run when a task raises it
+        ctrl_c = (KeyboardInterrupt,) if main else ()  # what abandons the run when a task raises it
         with lock:
             self._run = run
             self._dispatch(run, c)
@@ -262,7 +262,7 @@ class ThreadPool:
             over = task == NO_TASK and self._caller_idle(run)
         while not over:
             if task != NO_TASK:
-                over = self._serve(c, run, task, ids, garbage, ctrl_c)
+                over = self._serve(c, run, task, ids, garbage, ctrl_c, True)
                 task = NO_TASK
                 continue
             bell = run.bell
@@ -353,7 +353,7 @@ class ThreadPool:
         with self._lock:
             missing = [w for w, t in enumerate(threads) if t is None or not t.is_alive()]
             new = [threading.Thread(target=self._work, args=(w,), name=f"ftdag-worker-{w}", daemon=True) for w in missing]
-            for w, t in zip(missing, new):
+            for w, t in zip(missing, new, strict=True):
                 threads[w] = t
         for t in new:
             t.start()
@@ -391,7 +391,7 @@ class ThreadPool:
                 run, task = self._next(w)
             if run is None:
                 return
-            self._serve(w, run, task, self._graph(w, run).ids, garbage, None)
+            self._serve(w, run, task, self._graph(w, run).ids, garbage, (), False)
             run = None  # hold nothing of a finished run while idle
 
     def _next(self, w: int) -> tuple[_Run | None, int]:
@@ -411,14 +411,17 @@ class ThreadPool:
             self._wake.wait()
             self._idle -= 1
 
-    def _serve(self, w: int, run: _Run, task: int, ids: tuple, garbage: list[Any], ctrl_c: Any) -> bool:
+    def _serve(
+        self, w: int, run: _Run, task: int, ids: tuple, garbage: list[Any],
+        ctrl_c: tuple[type[BaseException], ...], caller: bool,
+    ) -> bool:
         """Run ``task`` on this thread, then whatever ``_finish`` and ``_take`` hand slot ``w``
         next, until there is nothing; every reference to the run dies with this frame.
 
-        ``ctrl_c`` is None on a pool thread.  On the caller it is what a task may raise to
-        abandon the run (``KeyboardInterrupt`` on the main thread, else nothing), and when
-        nothing is left the caller's idle step (:meth:`_caller_idle`) is taken in the same
-        critical section; its answer, whether the run is over, is returned.
+        ``ctrl_c`` is what a task may raise to abandon the run (``KeyboardInterrupt`` when this
+        is the caller on the main thread, else nothing).  For the ``caller``, when nothing is
+        left its idle step (:meth:`_caller_idle`) is taken in the same critical section, and
+        its answer, whether the run is over, is returned.
         """
         lock = self._lock
         fns, values = run.fns, run.values
@@ -431,7 +434,7 @@ class ThreadPool:
                 try:
                     # One dependency is the common case (chains, maps); skip the argument list.
                     result = fns[task](values[ds[0]]) if len(ds) == 1 else fns[task](*[values[d] for d in ds])
-                except ctrl_c or ():
+                except ctrl_c:
                     raise  # Ctrl-C in a task the main thread runs: abandon the run (module docstring)
                 except BaseException as exc:  # even SystemExit must not kill the worker
                     error, result = exc, None
@@ -451,7 +454,7 @@ class ThreadPool:
                 task = self._finish(run, w, task, result, error, solos, deps[task], dependents[task], garbage)
                 if task == NO_TASK:
                     task = self._take(run, w)
-                    if task == NO_TASK and ctrl_c is not None:
+                    if task == NO_TASK and caller:
                         over = self._caller_idle(run)
             result = error = None  # freed here, outside the lock (I5)
             if garbage:
