@@ -12,38 +12,29 @@ it sees the failure, for failures a worker cannot report, such as a crash).
 
 A task flagged KEEP leaves its result in the worker (one at a time) for the next task, which
 the parent may have *linked* to it: that task names the kept task and the argument positions
-its result fills.  The kept result is dropped when the next task starts, or when an empty
-message says the run is over.  A result is sent back only if flagged SEND.
+its result fills.  The kept result is dropped when the next task starts, or when a message
+without tasks says the run is over.  A result is sent back only if flagged SEND.
 
 Between tasks the worker takes whatever messages have arrived (the parent never blocks on
 a write: what the pipe cannot take waits in the parent until the worker reads).  SIGINT is
-ignored: on Ctrl-C the parent
-decides what happens to running tasks (it waits a grace period, then terminates).
+ignored: on Ctrl-C the parent decides what happens to running tasks (it waits a grace
+period, then terminates).
 
-The message formats are described in :mod:`ftdag._processes`.  This module uses nothing
-else from ftdag (only the package's own import), so a worker starts quickly.
+The messages, statuses and flags are those of :mod:`ftdag._wire`.  This
+module uses nothing else from ftdag that the package's own import does not load already, so
+a worker starts quickly.
 """
 
 from __future__ import annotations
 
 import pickle
+import select
 import signal
 import traceback
 from collections import deque
 
-# Reply statuses (kept in sync with ftdag._processes).
-OK = 0
-SKIPPED = 1
-RAISED = 2  # the task raised; payload = _error_payload(...)
-BAD_FUNCTION = 3  # the task's function could not be unpickled here
-BAD_ARGS = 4  # the task's inputs could not be unpickled here
-BAD_RESULT = 5  # the task's result could not be pickled here
-
-# Task flags.
-SEND = 1  # send the result back to the parent
-KEEP = 2  # keep the result for the next task, which may be linked to it
-
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
+from ._plan import NO_TASK
+from ._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, KEEP, OK, PROTOCOL, RAISED, SEND, SKIPPED, reply
 
 
 class _LoadFailure:
@@ -70,36 +61,27 @@ def _error_payload(exc: BaseException, skip_frames: int = 0) -> tuple:
     except BaseException:
         summary = type(exc).__qualname__
     try:
-        blob = pickle.dumps(exc, _PROTOCOL)
+        blob = pickle.dumps(exc, PROTOCOL)
     except BaseException:
         blob = None
     return (blob, summary, text)
 
 
 def main(conn, cancel) -> None:
-    """Serve tasks until the parent sends the empty shutdown message or goes away."""
+    """Serve tasks until the parent sends SHUTDOWN or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     recv, send = conn.recv_bytes, conn.send_bytes
-    loads, dumps = pickle.loads, pickle.dumps
+    loads = pickle.loads
     fns: dict[int, object] = {}
     local: deque = deque()  # (run_id, task, fid, pickled args, flags, link, positions), oldest first
-    kept_task, kept = -1, None  # the last result, while the next task may be linked to it
-
-    try:
-        import select
-
-        poller = select.poll()
-        poller.register(conn.fileno(), select.POLLIN)
-
-        def readable() -> bool:
-            return bool(poller.poll(0))
-    except (ImportError, AttributeError):  # no poll(): slower but equivalent
-        readable = conn.poll
+    kept_task, kept = NO_TASK, None  # the last result, while the next task may be linked to it
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
 
     def take(data: bytes) -> bool:
         """Unpack one message from the parent into ``fns`` and ``local``; False to exit."""
         nonlocal kept_task, kept
-        if not data:
+        if not data:  # SHUTDOWN
             return False
         run_id, defs, forget, tasks = loads(data)
         for fid in forget:
@@ -110,7 +92,7 @@ def main(conn, cancel) -> None:
             except BaseException as exc:
                 fns[fid] = _LoadFailure(_error_payload(exc))
         if not tasks:  # the run is over: nothing will be linked to the kept result
-            kept_task, kept = -1, None
+            kept_task, kept = NO_TASK, None
         for item in tasks:
             local.append((run_id, *item))
         return True
@@ -120,15 +102,15 @@ def main(conn, cancel) -> None:
             if not local:
                 if not take(recv()):
                     return
-            while readable():
+            while poller.poll(0):
                 if not take(recv()):
                     return
             run_id, task, fid, blob, flags, link, positions = local.popleft()
             linked_task, linked = kept_task, kept
-            kept_task, kept = -1, None
+            kept_task, kept = NO_TASK, None
             if cancel.value >= run_id:
                 linked = None
-                send(dumps((run_id, task, SKIPPED, None), _PROTOCOL))
+                send(reply(run_id, task, SKIPPED, None))
                 continue
             status = OK
             fn = fns.get(fid)
@@ -139,7 +121,7 @@ def main(conn, cancel) -> None:
             else:
                 try:
                     args = loads(blob)
-                    if link >= 0:
+                    if link != NO_TASK:
                         if linked_task != link:
                             raise LookupError(f"the result of task id {link} was not kept for it")
                         for i in positions:
@@ -157,16 +139,16 @@ def main(conn, cancel) -> None:
                 if flags & KEEP:
                     kept_task, kept = task, payload
                 try:
-                    reply = dumps((run_id, task, OK, payload if flags & SEND else None), _PROTOCOL)
+                    message = reply(run_id, task, OK, payload if flags & SEND else None)
                 except BaseException as exc:
-                    kept_task, kept = -1, None
+                    kept_task, kept = NO_TASK, None
                     status, payload = BAD_RESULT, _error_payload(exc)
             if status != OK:
                 if cancel.value < run_id:
                     cancel.value = run_id  # fail fast: nothing of this run starts any more
-                reply = dumps((run_id, task, status, payload), _PROTOCOL)
+                message = reply(run_id, task, status, payload)
             payload = blob = linked = None  # hold no task data while waiting for the next message
-            send(reply)
-            reply = None
+            send(message)
+            message = None
     except (EOFError, OSError):  # the parent closed its end or died
         return
