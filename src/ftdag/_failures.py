@@ -6,8 +6,11 @@ effects.  A task's own exception comes back pickled, with its traceback text: it
 the ``__cause__`` of :class:`~ftdag.TaskError`, its own ``__cause__`` being a
 :class:`RemoteTraceback` holding that text.  A ``BaseException`` that is not an
 ``Exception`` (``SystemExit``, ``KeyboardInterrupt``) raised by a task is returned as it is,
-as the thread backend re-raises it.  A worker that died gives
+as the thread backend re-raises it.  A function, inputs or result that cannot cross between
+the processes gives :class:`~ftdag.SerializationError`; a worker that died gives
 :class:`~ftdag.WorkerCrashedError`.
+
+Messages are sentences: ``"<what> cannot <cross>: <Type>: <error>. <Advice.>"``.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from __future__ import annotations
 import pickle
 from collections.abc import Hashable, Sequence
 
-from ._wire import BAD_ARGS, BAD_FUNCTION, CRASHED, RAISED, UNLOADABLE, UNSENDABLE
-from .errors import TaskError, WorkerCrashedError, _task_failed
+from ._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, CRASHED, RAISED, UNLOADABLE, UNSENDABLE
+from .errors import SerializationError, WorkerCrashedError, _task_failed
 
 __all__ = ["RemoteError", "RemoteTraceback", "remote_exception", "run_error", "unpicklable_function"]
+
+_THREADS = "use backend='threads'"
 
 
 class RemoteTraceback(Exception):
@@ -52,22 +57,37 @@ def remote_exception(payload: tuple) -> BaseException:
     return exc
 
 
-def unpicklable_function(key: Hashable, fn: object, exc: Exception, cloudpickle: bool) -> TaskError:
+def describe(exc: BaseException) -> str:
+    """``"Type: message"``, or ``"Type"`` when the message is empty (as the workers summarise)."""
+    message = str(exc)
+    name = type(exc).__qualname__
+    return f"{name}: {message}" if message else name
+
+
+def _serialization_error(key: Hashable, what: str, problem: str, error: str, advice: str) -> SerializationError:
+    """``"<problem>: <error>. <advice>"``, the error ending in exactly one full stop."""
+    error = error.rstrip()
+    if not error.endswith((".", "!", "?")):
+        error += "."
+    return SerializationError(key, f"{problem}: {error} {advice}", what)
+
+
+def unpicklable_function(key: Hashable, fn: object, exc: Exception, cloudpickle: bool) -> SerializationError:
     """The error for task ``key``'s function ``fn`` failing to pickle (the caller chains ``exc``)."""
     name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
     if cloudpickle:
-        hint = ("cloudpickle could not pickle it either, so it probably refers to an object that "
-                "cannot be pickled (a lock, a file, a connection): pass such things differently, "
-                "or use backend='threads'")
+        advice = (
+            "Even cloudpickle cannot pickle it: it probably refers to an object that cannot be pickled "
+            f"(a lock, a file, a connection). Pass such objects another way, or {_THREADS}."
+        )
     else:
-        hint = ("define it at module level (lambdas, closures and nested functions cannot be "
-                "pickled by the standard library), install the ftdag[cloudpickle] extra, "
-                "or use backend='threads'")
-    return TaskError(
-        key,
-        f"the function of task {key!r} ({name}) cannot be sent to a worker process: "
-        f"{type(exc).__name__}: {exc}. To fix it, {hint}.",
-    )
+        advice = (
+            "Without cloudpickle, functions are pickled by reference, so lambdas, closures and nested "
+            "functions cannot be sent. Define it at module level, install the ftdag[cloudpickle] extra, "
+            f"or {_THREADS}."
+        )
+    problem = f"the function of task {key!r} ({name}) cannot be sent to a worker process"
+    return _serialization_error(key, "function", problem, describe(exc), advice)
 
 
 def run_error(error: tuple[int, int, object], keys: Sequence[Hashable], cloudpickle: bool) -> BaseException:
@@ -82,41 +102,49 @@ def run_error(error: tuple[int, int, object], keys: Sequence[Hashable], cloudpic
         return WorkerCrashedError(key, payload)
     if status == UNSENDABLE:
         dep, cause = payload
-        what = "its arguments" if dep is None else f"the value of {keys[dep]!r}"
-        err = TaskError(
-            key,
-            f"cannot send the inputs of task {key!r} to a worker process: {what} cannot be pickled "
-            f"({type(cause).__name__}: {cause}). Make it picklable, or use backend='threads'.",
+        if dep is None:
+            problem, advice = "they cannot be pickled", "Make them picklable"
+        else:
+            problem, advice = f"the value of {keys[dep]!r} cannot be pickled", "Make it picklable"
+        err = _serialization_error(
+            key, "inputs", f"the inputs of task {key!r} cannot be sent to a worker process",
+            f"{problem} ({describe(cause)})", f"{advice}, or {_THREADS}.",
         )
     elif status == UNLOADABLE:
         cause = payload
-        err = TaskError(
-            key,
-            f"the result of task {key!r} could not be unpickled in the parent process "
-            f"({type(cause).__name__}: {cause})",
+        err = _serialization_error(
+            key, "result", f"the result of task {key!r} cannot be loaded in the parent process",
+            describe(cause), f"Return a value that unpickles in the parent process, or {_THREADS}.",
         )
     else:
         cause = remote_exception(payload)
         if status == RAISED:
             return _task_failed(key, cause) if isinstance(cause, Exception) else cause
-        err = TaskError(key, _worker_message(key, status, payload[1]))
+        err = _worker_serialization_error(key, status, payload[1], cloudpickle)
     err.__cause__ = cause
     return err
 
 
-def _worker_message(key: Hashable, status: int, summary: str) -> str:
+def _worker_serialization_error(key: Hashable, status: int, summary: str, cloudpickle: bool) -> SerializationError:
+    """The error for a function or inputs a worker could not load, or a result it could not send."""
     if status == BAD_FUNCTION:
-        return (
-            f"the function of task {key!r} could not be loaded in a worker process ({summary}). "
-            "Define it at module level in a module the workers can import, install the "
-            "ftdag[cloudpickle] extra, or use backend='threads'."
+        if cloudpickle:
+            advice = f"Define it in a module the worker processes can import, or {_THREADS}."
+        else:
+            advice = (
+                "Define it at module level in a module the worker processes can import, install the "
+                f"ftdag[cloudpickle] extra, or {_THREADS}."
+            )
+        return _serialization_error(
+            key, "function", f"the function of task {key!r} cannot be loaded in a worker process", summary, advice
         )
     if status == BAD_ARGS:
-        return (
-            f"the inputs of task {key!r} could not be unpickled in a worker process ({summary}): "
-            "their classes must be importable by the workers, or use backend='threads'."
+        return _serialization_error(
+            key, "inputs", f"the inputs of task {key!r} cannot be loaded in a worker process", summary,
+            f"Define their classes in modules the worker processes can import, or {_THREADS}.",
         )
-    return (
-        f"task {key!r} returned a value that cannot be pickled to send it back from its worker "
-        f"process ({summary}). Return a picklable value, or use backend='threads'."
+    assert status == BAD_RESULT, status
+    return _serialization_error(
+        key, "result", f"the result of task {key!r} cannot be sent back from its worker process", summary,
+        f"Return a picklable value, or {_THREADS}.",
     )

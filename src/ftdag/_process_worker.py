@@ -56,10 +56,13 @@ def _error_payload(exc: BaseException, skip_frames: int = 0) -> tuple:
         text = "".join(traceback.format_exception(type(exc), exc, tb))
     except BaseException:  # a broken __str__ must not kill the worker
         text = f"{type(exc).__qualname__} (its traceback could not be formatted)\n"
+    summary = type(exc).__qualname__
     try:
-        summary = f"{type(exc).__qualname__}: {exc}"
+        message = str(exc)
     except BaseException:
-        summary = type(exc).__qualname__
+        message = ""
+    if message:
+        summary = f"{summary}: {message}"
     try:
         blob = pickle.dumps(exc, PROTOCOL)
     except BaseException:
