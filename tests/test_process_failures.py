@@ -1,10 +1,14 @@
 """How process-backend runs fail: ``ftdag._failures.run_error`` directly, every serialisation
-path for real (with and without cloudpickle).  Task functions live at module level: the workers import this module
+path for real (with and without cloudpickle), and worker processes that die while starting
+or in their first task.  Task functions live at module level: the workers import this module
 by name (pytest puts ``tests/`` on ``sys.path``, which the workers inherit)."""
 
 from __future__ import annotations
 
+import os
+import pickle
 import re
+import subprocess
 import sys
 import threading
 
@@ -14,7 +18,8 @@ import ftdag
 from ftdag import _failures, _functions
 from ftdag._failures import RemoteError, RemoteTraceback, run_error
 from ftdag._process_worker import _error_payload
-from ftdag._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, RAISED, UNLOADABLE, UNSENDABLE
+from ftdag._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, CRASHED, RAISED, UNLOADABLE, UNSENDABLE
+from ftdag.testing import DEFAULT_TIMEOUT
 
 KEYS = ["src", "t", ("stage", 2)]
 
@@ -36,6 +41,25 @@ def error_payload(exc: BaseException) -> tuple:
 
 
 # -- run_error, directly ------------------------------------------------------------------------
+
+
+def test_crash_names_the_task_and_how():
+    err = run_error((1, CRASHED, (-9, False)), KEYS, True)
+    assert type(err) is ftdag.WorkerCrashedError
+    assert (err.key, err.exitcode, err.during_startup) == ("t", -9, False)
+    assert str(err) == "worker process died (signal 9) while running task 't'"
+
+
+def test_crash_while_starting_names_the_missing_main_guard():
+    err = run_error((2, CRASHED, (1, True)), KEYS, False)
+    assert type(err) is ftdag.WorkerCrashedError
+    assert (err.key, err.exitcode, err.during_startup) == (("stage", 2), 1, True)
+    message = str(err)
+    assert message.startswith("worker process for task ('stage', 2) died while starting (exit code 1). ")
+    assert 'without an `if __name__ == "__main__":` guard' in message and "re-import the main module" in message
+    assert_plain_sentences(message)
+    copy = pickle.loads(pickle.dumps(err))
+    assert copy.during_startup is True and str(copy) == message
 
 
 LOCK_ERROR = TypeError("cannot pickle '_thread.lock' object")
@@ -270,3 +294,113 @@ def test_result_that_does_not_unpickle_in_the_parent(ex, pickler):
         "unpickled. Return a value that unpickles in the parent process, or use backend='threads'."
     )
     assert type(err.__cause__) is LoadRefused
+
+
+# -- workers that die -----------------------------------------------------------------------------
+
+
+def exit_at_once(x):
+    os._exit(3)
+
+
+def test_crash_in_the_first_task_of_a_new_worker_is_not_a_startup_death():
+    # The worker's HELLO and its death reach the parent together: HELLO must still count.
+    b = ftdag.DagBuilder()
+    b.add_source("x", 1)
+    b.add_task("victim", ["x"], exit_at_once)
+    with ftdag.Executor(backend="processes", max_workers=1) as e:
+        with pytest.raises(ftdag.WorkerCrashedError) as info:
+            e.run(b.build(), ["victim"])
+    err = info.value
+    assert (err.key, err.exitcode, err.during_startup) == ("victim", 3, False)
+    assert str(err) == "worker process died (exit code 3) while running task 'victim'"
+
+
+NO_GUARD_SCRIPT = """\
+import ftdag
+
+
+def inc(x):
+    return x + 1
+
+
+b = ftdag.DagBuilder()
+b.add_source("a", 1)
+b.add_task("b", ["a"], inc)
+b.add_task("c", ["b"], inc)
+with ftdag.Executor(backend="processes", max_workers=2) as ex:
+    print("result:", dict(ex.run(b.build(), ["c"])))
+"""
+
+
+def run_script(tmp_path, text: str, *args: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "script.py"
+    script.write_text(text)
+    src = os.path.dirname(os.path.dirname(ftdag.__file__))  # this ftdag, installed or not
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])))
+    return subprocess.run(
+        [sys.executable, str(script), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=DEFAULT_TIMEOUT,
+    )
+
+
+def test_script_without_main_guard_fails_with_a_message_that_says_so(tmp_path):
+    # The workers re-import the script as their main module, and it starts a run there:
+    # multiprocessing refuses to start processes from it, so each worker dies while starting.
+    proc = run_script(tmp_path, NO_GUARD_SCRIPT)
+    assert proc.returncode == 1 and "result:" not in proc.stdout, (proc.stdout, proc.stderr)
+    last = proc.stderr.rstrip().splitlines()[-1]
+    assert last == (
+        "ftdag.errors.WorkerCrashedError: worker process for task 'b' died while starting (exit code 1). The usual "
+        'cause: the script runs ftdag at import time without an `if __name__ == "__main__":` guard; worker '
+        "processes re-import the main module. Put the code that builds and runs the graph under that guard."
+    ), proc.stderr
+    # Each of the two workers died once (the idle one too), and none was started again in its
+    # place: a worker that dies while starting is not replaced during the run.
+    assert proc.stderr.count("bootstrapping phase") == 2, proc.stderr
+
+
+IDLE_DIES_FIRST_SCRIPT = """\
+import multiprocessing
+import os
+import sys
+
+import ftdag
+
+RECORD, FIFO = sys.argv[1], sys.argv[2]
+me = multiprocessing.current_process().name  # set before a worker re-imports this module
+if me == "ftdag-worker-1":  # idle (the one task goes to worker 0); dies while starting
+    with open(RECORD, "a") as f:
+        f.write("worker 1 started\\n")
+    with open(FIFO, "w") as f:  # (opening a FIFO waits for its other end: worker 0)
+        f.write("dying")
+    os._exit(1)
+if me == "ftdag-worker-0":  # has the task; dies while starting, but only after worker 1
+    with open(FIFO) as f:
+        f.read()
+    os._exit(1)
+
+
+def inc(x):
+    return x + 1
+
+
+if __name__ == "__main__":
+    b = ftdag.DagBuilder()
+    b.add_source("a", 1)
+    b.add_task("b", ["a"], inc)
+    with ftdag.Executor(backend="processes", max_workers=2) as ex:
+        ex.run(b.build(), ["b"])
+"""
+
+
+def test_worker_that_dies_idle_while_starting_is_not_replaced_during_the_run(tmp_path):
+    # Its replacement would die the same way, again and again while the run lasts.
+    record, fifo = tmp_path / "record", tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = run_script(tmp_path, IDLE_DIES_FIRST_SCRIPT, str(record), str(fifo))
+    assert proc.returncode == 1
+    assert proc.stderr.rstrip().splitlines()[-1].startswith(
+        "ftdag.errors.WorkerCrashedError: worker process for task 'b' died while starting (exit code 1). "
+    ), proc.stderr
+    assert record.read_text().splitlines() == ["worker 1 started"]  # once: no replacement was started

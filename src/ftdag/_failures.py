@@ -99,7 +99,8 @@ def run_error(error: tuple[int, int, object], keys: Sequence[Hashable], cloudpic
     task, status, payload = error
     key = keys[task]
     if status == CRASHED:
-        return WorkerCrashedError(key, payload)
+        exitcode, during_startup = payload
+        return WorkerCrashedError(key, exitcode, during_startup)
     if status == UNSENDABLE:
         dep, cause = payload
         if dep is None:

@@ -20,7 +20,9 @@ a write: what the pipe cannot take waits in the parent until the worker reads). 
 ignored: on Ctrl-C the parent decides what happens to running tasks (it waits a grace
 period, then terminates).
 
-The messages, statuses and flags are those of :mod:`ftdag._wire`.  This
+The first thing the loop sends is ``HELLO``, so the parent can tell a worker that died while
+starting (typically re-importing a main module that runs ftdag at import time) from one that
+died running a task.  The messages, statuses and flags are those of :mod:`ftdag._wire`.  This
 module uses nothing else from ftdag that the package's own import does not load already, so
 a worker starts quickly.
 """
@@ -34,7 +36,7 @@ import traceback
 from collections import deque
 
 from ._plan import NO_TASK
-from ._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, KEEP, OK, PROTOCOL, RAISED, SEND, SKIPPED, reply
+from ._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, HELLO, KEEP, OK, PROTOCOL, RAISED, SEND, SKIPPED, reply
 
 
 class _LoadFailure:
@@ -101,6 +103,7 @@ def main(conn, cancel) -> None:
         return True
 
     try:
+        send(HELLO)
         while True:
             if not local:
                 if not take(recv()):

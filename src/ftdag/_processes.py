@@ -67,7 +67,10 @@ A task's exception, or a function, inputs or result that cannot cross between pr
 fails the run; :mod:`ftdag._failures` says what it raises.  A ``BaseException`` raised by a
 task does not kill its worker.  A worker that dies (``os._exit``, a signal, the OOM killer)
 fails the run with :class:`~ftdag.WorkerCrashedError` naming ``assigned[0]``; one that dies
-idle in the middle of a run is replaced at once.  Ctrl-C in the parent (any
+idle in the middle of a run is replaced at once, unless it died while starting (before its
+``HELLO``): a replacement would most likely die the same way, so the run goes on with the
+other workers, and the next run tries again.  A worker that dies while starting with tasks
+assigned gives ``WorkerCrashedError`` with ``during_startup`` set.  Ctrl-C in the parent (any
 exception escaping the loop) stops the run, waits up to ``_INTERRUPT_GRACE`` seconds for
 running tasks, terminates the workers still busy (they are replaced on next use), and
 re-raises.
@@ -202,6 +205,9 @@ class ProcessPool:
             return 0
         if frames is None:
             return -1
+        if frames and not w.started:
+            w.started = True
+            del frames[0]  # HELLO, the first frame a worker sends
         for data in frames:
             self._reply(run, w, data)
         w.reading = False
@@ -265,21 +271,21 @@ class ProcessPool:
     def _exited(self, run: Run | None, w: Worker) -> None:
         """A worker's process ended (or its pipe closed): fail the task it was running.
 
-        Replaced at once if it died idle mid-run.
+        Replaced at once if it died idle mid-run, after it had started (see Failures above).
         """
         if w.dead:
             return
         w.dead = True  # dispatching skips it from now on
-        while self._receive(run, w) > 0:  # replies it sent before it died count
+        while self._receive(run, w) > 0:  # replies it sent before it died count (its HELLO too)
             pass
         w.reading = False
         self._workers.bury(w)
         lost = w.assigned
         if lost and run is not None:
             run.in_flight -= len(lost)
-            self._fail(run, lost[0], CRASHED, w.proc.exitcode)
+            self._fail(run, lost[0], CRASHED, (w.proc.exitcode, not w.started))
             lost.clear()
-        if run is not None and not run.stopped:
+        if run is not None and not run.stopped and w.started:
             self._workers.replace(w)
             if run.ready:
                 self._dispatch(run, None)

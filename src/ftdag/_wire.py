@@ -13,7 +13,7 @@ writes its end without blocking (:class:`Pipe`), with :func:`header` and :func:`
 
 Messages
 --------
-Each message but the empty one is a pickle.  Parent to worker::
+Each message but the two empty ones is a pickle.  Parent to worker::
 
     (run_id, defs, forget, tasks)   defs: [(fid, pickled function)] that the worker lacks,
                                     forget: [fid] whose functions the parent has dropped,
@@ -26,6 +26,7 @@ Each message but the empty one is a pickle.  Parent to worker::
 A message carries every task dispatched to that worker at once (several when a run starts,
 several slots free up together, or a chain is linked).  Worker to parent::
 
+    HELLO (empty)                        once, first: the worker's loop has started
     (run_id, task id, status, payload)   one per task, in the order the tasks were sent.
                                          OK: the result (None unless SEND); SKIPPED: None
                                          (cancelled before it started); an error status:
@@ -52,7 +53,7 @@ BAD_FUNCTION = 3  # the task's function could not be unpickled in the worker
 BAD_ARGS = 4  # the task's inputs could not be unpickled in the worker
 BAD_RESULT = 5  # the task's result could not be pickled in the worker
 # Failures the parent records itself, in the same status space (negative: never sent).
-CRASHED = -1  # payload: the exit code
+CRASHED = -1  # payload: (exit code, whether the worker died before its hello)
 UNSENDABLE = -2  # payload: (node id of the input that does not pickle or None, exception)
 UNLOADABLE = -3  # payload: the exception raised unpickling the reply
 
@@ -60,6 +61,7 @@ UNLOADABLE = -3  # payload: the exception raised unpickling the reply
 SEND = 1  # send the result back to the parent
 KEEP = 2  # keep the result in the worker for the next task, which may be linked to it
 
+HELLO = b""  # worker to parent
 SHUTDOWN = b""  # parent to worker
 
 # What a selector key's data, ``(owner, what)``, says an event is about.

@@ -39,7 +39,7 @@ class Worker:
     """One worker process and the parent's view of it (see :mod:`ftdag._processes` for the state)."""
 
     __slots__ = (
-        "index", "proc", "pid", "pipe", "dead", "reading", "known", "forget", "assigned", "keep_tail",
+        "index", "proc", "pid", "pipe", "dead", "started", "reading", "known", "forget", "assigned", "keep_tail",
     )
 
     def __init__(self, index: int, proc, conn, selector: selectors.BaseSelector) -> None:
@@ -48,6 +48,7 @@ class Worker:
         self.pid = proc.pid
         self.pipe = Pipe(conn, selector, self)  # the parent's end of its pipe
         self.dead = False  # its process ended (or is being ended): dispatch skips it
+        self.started = False  # it sent HELLO: its loop runs, so it did not die while starting
         self.reading = False  # inside the pool's _receive (an interruption there loses replies or framing)
         self.known: set[int] = set()  # ids of the functions it has cached
         self.forget: list[int] = []  # ids of collected functions to tell it to drop, with its next message
