@@ -5,21 +5,26 @@ by name (pytest puts ``tests/`` on ``sys.path``, which the workers inherit)."""
 
 from __future__ import annotations
 
+import array
+import fcntl
+import functools
 import os
 import pickle
 import re
 import subprocess
 import sys
+import termios
 import threading
+import time
 
 import pytest
 
 import ftdag
-from ftdag import _failures, _functions
+from ftdag import _failures, _functions, _processes
 from ftdag._failures import RemoteError, RemoteTraceback, run_error
 from ftdag._process_worker import _error_payload
 from ftdag._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, CRASHED, RAISED, UNLOADABLE, UNSENDABLE
-from ftdag.testing import DEFAULT_TIMEOUT
+from ftdag.testing import DEFAULT_TIMEOUT, shared_manager
 
 KEYS = ["src", "t", ("stage", 2)]
 
@@ -404,3 +409,67 @@ def test_worker_that_dies_idle_while_starting_is_not_replaced_during_the_run(tmp
         "ftdag.errors.WorkerCrashedError: worker process for task 'b' died while starting (exit code 1). "
     ), proc.stderr
     assert record.read_text().splitlines() == ["worker 1 started"]  # once: no replacement was started
+
+
+def gated_inc(gate, x):
+    gate.wait("t")
+    return x + 1
+
+
+def fail_now(x):
+    raise ValueError("failed on purpose")
+
+
+def pid_once_both_run(key, gate):
+    """This worker's pid, once two of these run at once (so on two workers)."""
+    gate.wait(key)
+    gate.wait_for_arrivals(2)
+    return os.getpid()
+
+
+def unread_bytes(sock) -> int:
+    """Bytes sent on ``sock`` that its peer has not read yet (Linux's SIOCOUTQ)."""
+    buf = array.array("i", [0])
+    fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, buf)
+    return buf[0]
+
+
+def test_idle_worker_survives_the_message_that_ends_a_run(monkeypatch):
+    # A run that fails while t runs ends with t's result kept in its worker for u, which is
+    # never sent (no room behind t: max_in_flight=2).  The parent then tells that worker, idle
+    # by now, to drop the result.  That message, read alone, has no task in it: the worker
+    # must go back to waiting, not fail on an empty queue.
+    original_stop = _processes.ProcessPool._stop
+
+    def stop_then_open(self, run):  # t finishes only after the failure stopped the run
+        original_stop(self, run)
+        gate.open()
+
+    with shared_manager() as manager, ftdag.Executor(backend="processes", max_workers=2, max_in_flight=2) as e:
+        gate, both = manager.Gate(), manager.Gate()
+        both.open()
+        b = ftdag.DagBuilder()
+        b.add_source("x", 1)
+        b.add_source("gate", gate)
+        b.add_task("t", ["gate", "x"], gated_inc)
+        b.add_task("bad", ["x"], fail_now)
+        b.add_task("u", ["t"], identity)
+        b.add_source("both", both)
+        b.add_task("p0", ["both"], functools.partial(pid_once_both_run, "p0"))
+        b.add_task("p1", ["both"], functools.partial(pid_once_both_run, "p1"))
+        dag = b.build()
+        pids = set(e.run(dag, ["p0", "p1"]).values())  # both workers run
+        monkeypatch.setattr(_processes.ProcessPool, "_stop", stop_then_open)
+        with pytest.raises(ftdag.TaskError) as info:
+            e.run(dag, ["u", "bad"])
+        assert info.value.key == "bad"
+        monkeypatch.undo()
+        # Wait until each worker has read everything sent to it, the run's last message
+        # included, so that the next run's message cannot arrive together with it.
+        deadline = time.monotonic() + DEFAULT_TIMEOUT
+        for w in e._processes._workers.all:
+            while unread_bytes(w.pipe.sock) and time.monotonic() < deadline:
+                os.sched_yield()
+            assert unread_bytes(w.pipe.sock) == 0
+        # Both workers still take tasks: p0 and p1 finish only while running at the same time.
+        assert set(e.run(dag, ["p0", "p1"]).values()) == pids

@@ -105,10 +105,9 @@ def main(conn, cancel) -> None:
     try:
         send(HELLO)
         while True:
-            if not local:
-                if not take(recv()):
-                    return
-            while poller.poll(0):
+            # Wait for a message while there is nothing to run (a message without tasks leaves
+            # nothing), then take whatever else has arrived.
+            while not local or poller.poll(0):
                 if not take(recv()):
                     return
             run_id, task, fid, blob, flags, link, positions = local.popleft()
