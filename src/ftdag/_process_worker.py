@@ -72,44 +72,66 @@ def _error_payload(exc: BaseException, skip_frames: int = 0) -> tuple:
     return (blob, summary, text)
 
 
+def _take(data: bytes, fns: dict[int, object], local: deque) -> bool | None:
+    """Unpack one message from the parent into ``fns`` and ``local``.
+
+    Returns None for SHUTDOWN, False for a message without tasks (the run is over: nothing
+    will be linked to the kept result), True otherwise.
+    """
+    if not data:
+        return None
+    run_id, defs, forget, tasks = pickle.loads(data)
+    for fid in forget:
+        fns.pop(fid, None)
+    for fid, blob in defs:
+        try:
+            fns[fid] = pickle.loads(blob)
+        except BaseException as exc:
+            fns[fid] = _LoadFailure(_error_payload(exc))
+    for item in tasks:
+        local.append((run_id, *item))
+    return bool(tasks)
+
+
+def _function(fns: dict[int, object], fid: int) -> object:
+    """The function ``fid``, or the :class:`_LoadFailure` that stands for it."""
+    fn = fns.get(fid)
+    if fn is None:  # cannot happen unless the protocol is broken; fail the task, not the worker
+        fn = _LoadFailure((None, f"LookupError: function id {fid} was never sent", ""))
+    return fn
+
+
+def _arguments(blob: bytes, link: int, positions: tuple, linked_task: int, linked: object) -> list:
+    """The task's arguments: its pickled ones, with the kept result where it is linked."""
+    args = pickle.loads(blob)
+    if link != NO_TASK:
+        if linked_task != link:
+            raise LookupError(f"the result of task id {link} was not kept for it")
+        for i in positions:
+            args[i] = linked
+    return args
+
+
 def main(conn, cancel) -> None:
     """Serve tasks until the parent sends SHUTDOWN or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     recv, send = conn.recv_bytes, conn.send_bytes
-    loads = pickle.loads
-    fns: dict[int, object] = {}
+    fns: dict[int, object] = {}  # fid -> the function (or a _LoadFailure)
     local: deque = deque()  # (run_id, task, fid, pickled args, flags, link, positions), oldest first
     kept_task, kept = NO_TASK, None  # the last result, while the next task may be linked to it
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLIN)
-
-    def take(data: bytes) -> bool:
-        """Unpack one message from the parent into ``fns`` and ``local``; False to exit."""
-        nonlocal kept_task, kept
-        if not data:  # SHUTDOWN
-            return False
-        run_id, defs, forget, tasks = loads(data)
-        for fid in forget:
-            fns.pop(fid, None)
-        for fid, blob in defs:
-            try:
-                fns[fid] = loads(blob)
-            except BaseException as exc:
-                fns[fid] = _LoadFailure(_error_payload(exc))
-        if not tasks:  # the run is over: nothing will be linked to the kept result
-            kept_task, kept = NO_TASK, None
-        for item in tasks:
-            local.append((run_id, *item))
-        return True
-
     try:
         send(HELLO)
         while True:
             # Wait for a message while there is nothing to run (a message without tasks leaves
             # nothing), then take whatever else has arrived.
             while not local or poller.poll(0):
-                if not take(recv()):
+                taken = _take(recv(), fns, local)
+                if taken is None:
                     return
+                if not taken:
+                    kept_task, kept = NO_TASK, None
             run_id, task, fid, blob, flags, link, positions = local.popleft()
             linked_task, linked = kept_task, kept
             kept_task, kept = NO_TASK, None
@@ -117,24 +139,16 @@ def main(conn, cancel) -> None:
                 linked = None
                 send(reply(run_id, task, SKIPPED, None))
                 continue
-            status = OK
-            fn = fns.get(fid)
-            if fn is None:  # cannot happen unless the protocol is broken; fail the task, not the worker
-                fn = _LoadFailure((None, f"LookupError: function id {fid} was never sent", ""))
+            status, fn = OK, _function(fns, fid)
             if type(fn) is _LoadFailure:
                 status, payload = BAD_FUNCTION, fn.payload
             else:
                 try:
-                    args = loads(blob)
-                    if link != NO_TASK:
-                        if linked_task != link:
-                            raise LookupError(f"the result of task id {link} was not kept for it")
-                        for i in positions:
-                            args[i] = linked
+                    args = _arguments(blob, link, positions, linked_task, linked)
                 except BaseException as exc:
                     status, payload = BAD_ARGS, _error_payload(exc)
                 else:
-                    blob = linked = None
+                    blob = linked = None  # the task's arguments hold the only references now
                     try:
                         payload = fn(*args)
                     except BaseException as exc:  # SystemExit too: it fails the run, not the worker
