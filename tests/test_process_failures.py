@@ -25,6 +25,7 @@ from ftdag._failures import RemoteError, RemoteTraceback, run_error
 from ftdag._process_worker import _error_payload
 from ftdag._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, CRASHED, RAISED, UNLOADABLE, UNSENDABLE
 from ftdag.testing import DEFAULT_TIMEOUT, shared_manager
+from test_processes import make_locked_function  # a closure over a lock: nothing can pickle it
 
 KEYS = ["src", "t", ("stage", 2)]
 
@@ -163,16 +164,6 @@ def return_lock(x):
     return threading.Lock()
 
 
-def make_locked_function():
-    lock = threading.Lock()
-
-    def locked(x):
-        with lock:
-            return x
-
-    return locked
-
-
 class LoadRefused(Exception):
     pass
 
@@ -233,6 +224,7 @@ def run_failing(ex, dag) -> ftdag.SerializationError:
     err = info.value
     assert type(err) is ftdag.SerializationError and err.key == "t"
     assert_plain_sentences(str(err))
+    assert str(err).endswith("or use backend='threads'.")
     assert err.__cause__ is not None
     assert dict(ex.run(graph(identity), ["after"])) == {"after": 1}  # the pool is still fine
     return err
@@ -251,54 +243,49 @@ def test_function_that_does_not_pickle(ex, pickler):
         assert "Define it at module level, install the ftdag[cloudpickle] extra, or use backend='threads'." in message
 
 
-def test_function_that_does_not_unpickle_in_the_worker(ex, pickler):
-    err = run_failing(ex, graph(RefusesToLoad("the function")))
-    assert err.what == "function"
-    assert str(err).startswith(
-        "the function of task 't' cannot be loaded in a worker process: LoadRefused: the function refuses to be "
-        "unpickled. Define it "
-    )
-    assert type(err.__cause__) is LoadRefused
-    assert ("ftdag[cloudpickle]" in str(err)) is (pickler == "pickle")
-
-
-def test_input_that_does_not_pickle_names_the_dependency(ex, pickler):
-    err = run_failing(ex, graph(identity, extra_source=threading.Lock()))
-    assert err.what == "inputs"
-    assert str(err) == (
-        "the inputs of task 't' cannot be sent to a worker process: the value of 'extra' cannot be pickled "
-        "(TypeError: cannot pickle '_thread.lock' object). Make it picklable, or use backend='threads'."
-    )
-    assert type(err.__cause__) is TypeError
-
-
-def test_input_that_does_not_unpickle_in_the_worker(ex, pickler):
-    err = run_failing(ex, graph(identity, extra_source=RefusesToLoad("the input")))
-    assert err.what == "inputs"
-    assert str(err).startswith(
-        "the inputs of task 't' cannot be loaded in a worker process: LoadRefused: the input refuses to be unpickled. "
-    )
-    assert type(err.__cause__) is LoadRefused
-
-
-def test_result_that_does_not_pickle(ex, pickler):
-    err = run_failing(ex, graph(return_lock))
-    assert err.what == "result"
-    assert str(err) == (
-        "the result of task 't' cannot be sent back from its worker process: TypeError: cannot pickle "
-        "'_thread.lock' object. Return a picklable value, or use backend='threads'."
-    )
-    assert type(err.__cause__) is TypeError
-
-
-def test_result_that_does_not_unpickle_in_the_parent(ex, pickler):
-    err = run_failing(ex, graph(return_refusing))
-    assert err.what == "result"
-    assert str(err) == (
-        "the result of task 't' cannot be loaded in the parent process: LoadRefused: the result refuses to be "
-        "unpickled. Return a value that unpickles in the parent process, or use backend='threads'."
-    )
-    assert type(err.__cause__) is LoadRefused
+@pytest.mark.parametrize(
+    "make_dag, what, cause, start",
+    [
+        pytest.param(
+            lambda: graph(RefusesToLoad("the function")), "function", LoadRefused,
+            "the function of task 't' cannot be loaded in a worker process: LoadRefused: the function refuses to "
+            "be unpickled. Define it ",
+            id="function-in-worker",
+        ),
+        pytest.param(
+            lambda: graph(identity, extra_source=threading.Lock()), "inputs", TypeError,
+            "the inputs of task 't' cannot be sent to a worker process: the value of 'extra' cannot be pickled "
+            "(TypeError: cannot pickle '_thread.lock' object). Make it picklable, or use backend='threads'.",
+            id="inputs-in-parent",
+        ),
+        pytest.param(
+            lambda: graph(identity, extra_source=RefusesToLoad("the input")), "inputs", LoadRefused,
+            "the inputs of task 't' cannot be loaded in a worker process: LoadRefused: the input refuses to be "
+            "unpickled. Define their classes ",
+            id="inputs-in-worker",
+        ),
+        pytest.param(
+            lambda: graph(return_lock), "result", TypeError,
+            "the result of task 't' cannot be sent back from its worker process: TypeError: cannot pickle "
+            "'_thread.lock' object. Return a picklable value, or use backend='threads'.",
+            id="result-in-worker",
+        ),
+        pytest.param(
+            lambda: graph(return_refusing), "result", LoadRefused,
+            "the result of task 't' cannot be loaded in the parent process: LoadRefused: the result refuses to be "
+            "unpickled. Return a value that unpickles in the parent process, or use backend='threads'.",
+            id="result-in-parent",
+        ),
+    ],
+)
+def test_every_other_serialisation_path(ex, pickler, make_dag, what, cause, start):
+    # "in-worker": pickled fine, but cannot be unpickled (or pickled back) in the worker.
+    err = run_failing(ex, make_dag())
+    assert err.what == what
+    assert str(err).startswith(start), str(err)
+    assert type(err.__cause__) is cause
+    if what == "function":  # the advice depends on whether functions are sent with cloudpickle
+        assert ("ftdag[cloudpickle]" in str(err)) is (pickler == "pickle")
 
 
 # -- workers that die -----------------------------------------------------------------------------

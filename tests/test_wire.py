@@ -23,26 +23,18 @@ def frame(data: bytes) -> bytes:
     return header(len(data)) + data
 
 
-class Background:
-    """Run ``fn`` in a thread; ``result()`` joins it (with a timeout) and returns or raises."""
+def in_thread(fn):
+    """Call ``fn`` in a daemon thread; return a function that waits for its result."""
+    results = []
+    thread = threading.Thread(target=lambda: results.append(fn()), daemon=True)
+    thread.start()
 
-    def __init__(self, fn, *args):
-        self._value = self._error = None
-        self._thread = threading.Thread(target=self._main, args=(fn, args), daemon=True)
-        self._thread.start()
+    def result():
+        thread.join(DEFAULT_TIMEOUT)
+        assert results, f"the thread raised, or did not finish within {DEFAULT_TIMEOUT}s"
+        return results[0]
 
-    def _main(self, fn, args):
-        try:
-            self._value = fn(*args)
-        except BaseException as exc:
-            self._error = exc
-
-    def result(self):
-        self._thread.join(DEFAULT_TIMEOUT)
-        assert not self._thread.is_alive(), f"the thread did not finish within {DEFAULT_TIMEOUT}s"
-        if self._error is not None:
-            raise self._error
-        return self._value
+    return result
 
 
 @pytest.fixture
@@ -152,11 +144,11 @@ def test_pipe_send_never_blocks_and_finishes_on_writability(pipe_pair):
     pipe.send(b"small")
     assert pipe.outbuf and pipe.writing
     assert selector.get_key(pipe.sock.fileno()).data == (owner, WRITABLE)
-    reader = Background(lambda: [child.recv_bytes(), child.recv_bytes()])
+    reader = in_thread(lambda: [child.recv_bytes(), child.recv_bytes()])
     while pipe.outbuf:
         wait_for(selector, WRITABLE)
         pipe.flush()
-    assert reader.result() == [big, b"small"]
+    assert reader() == [big, b"small"]
     assert not pipe.writing and pipe.sock.fileno() not in selector.get_map()
 
 
@@ -165,7 +157,7 @@ def test_pipe_receive_assembles_frames_that_arrive_in_pieces(pipe_pair):
     with pytest.raises(BlockingIOError):
         pipe.receive()  # nothing there
     big = bytes(range(256)) * (4 * 4096)
-    writer = Background(lambda: [child.send_bytes(big), child.send_bytes(b""), child.send_bytes(b"small")])
+    writer = in_thread(lambda: [child.send_bytes(big), child.send_bytes(b""), child.send_bytes(b"small")])
     frames, reads = [], 0
     while len(frames) < 3:
         wait_for(selector, READABLE)
@@ -173,7 +165,7 @@ def test_pipe_receive_assembles_frames_that_arrive_in_pieces(pipe_pair):
         assert got is not None
         frames += got
         reads += 1
-    writer.result()
+    writer()
     assert frames == [big, b"", b"small"] and reads > 1 and not pipe.inbuf
     child.close()
     wait_for(selector, READABLE)
@@ -188,9 +180,9 @@ def test_pipe_shutdown_is_sent_only_when_nothing_waits(pipe_pair):
     pipe.send(big)
     assert pipe.outbuf
     assert pipe.send_shutdown() is False  # it would land inside the half-written message
-    reader = Background(child.recv_bytes)
+    reader = in_thread(child.recv_bytes)
     while pipe.outbuf:
         wait_for(selector, WRITABLE)
         pipe.flush()
-    assert reader.result() == big
+    assert reader() == big
     assert not child.poll(0)  # and nothing was slipped in after it
