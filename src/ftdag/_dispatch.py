@@ -141,7 +141,7 @@ def encode_tasks(run: Run, w: Worker, batch: list[int]) -> tuple[list[tuple], li
 
     Consumes the batch's entries in ``run.links``; raises :class:`Unsendable`.
     """
-    values, deps, links, fid_of = run.values, run.deps, run.links, run.fid_of
+    values, deps, consumers, links, fid_of = run.values, run.deps, run.consumers, run.links, run.fid_of
     dumps = pickle.dumps
     items, defs = [], []
     known, new = w.known, set()
@@ -158,24 +158,22 @@ def encode_tasks(run: Run, w: Worker, batch: list[int]) -> tuple[list[tuple], li
                 positions = tuple(i for i, d in enumerate(ds) if d == link)
         except Exception as exc:
             raise Unsendable(t, *_culprit(run, t, link, exc)) from exc
+        # Flags (inline: this runs once per task): keep the result for the task linked right
+        # behind (sending it too if someone else needs it), or, for the last task, keep it if a
+        # link may follow in a later message.
+        flags = SEND
+        if k < last:
+            nxt = batch[k + 1]
+            if links.get(nxt) == t:
+                flags = KEEP if consumers[t] == deps[nxt].count(t) else KEEP | SEND
+        elif linkable(run, t) != NO_TASK:
+            flags = SEND | KEEP
         fid = fid_of[t]
-        items.append((t, fid, blob, _flags(run, t, batch[k + 1] if k < last else NO_TASK), link, positions))
+        items.append((t, fid, blob, flags, link, positions))
         if fid not in known and fid not in new:
             new.add(fid)
             defs.append((fid, run.fn_data[fid]))
     return items, defs
-
-
-def _flags(run: Run, t: int, nxt: int) -> int:
-    """SEND and KEEP for task ``t``; ``nxt`` is the task queued right behind it (or NO_TASK)."""
-    if nxt == NO_TASK:
-        # Keep the result if a link may follow it in a later message.
-        return SEND | KEEP if linkable(run, t) != NO_TASK else SEND
-    if run.links.get(nxt) != t:
-        return SEND
-    if run.consumers[t] != run.deps[nxt].count(t):  # someone besides nxt needs it too
-        return KEEP | SEND
-    return KEEP
 
 
 def _culprit(run: Run, task: int, link: int, exc: Exception) -> tuple[int | None, Exception]:

@@ -106,14 +106,14 @@ class ProcessPool:
     """``max_workers`` persistent worker processes that execute plans; see the module docstring."""
 
     def __init__(self, config: ExecutorConfig) -> None:
-        self.workers = config.max_workers
+        self.workers = config.max_workers  # how many worker processes (reported in the stats)
         self._slots = config.worker_queue_cap + 1  # tasks a worker may hold: one running, cap queued (I2)
         self._bound = config.in_flight_bound  # tasks assigned at once, over all workers (I1)
         self._run_lock = threading.Lock()  # serialises runs, close() and the whole state below
-        self._closed = False
+        self._closed = False  # set by close(): no more runs
         self._workers = Workers(self.workers)  # the processes, started on the first run
         self._functions = FunctionCache()  # the pickled task functions
-        self._run_ids = itertools.count(1)
+        self._run_ids = itertools.count(1)  # each run's id, increasing (see Run.run_id)
 
     # -- the caller's side ----------------------------------------------------------------------
 
@@ -253,7 +253,10 @@ class ProcessPool:
         """
         if run.stopped or run.in_flight >= run.bound:
             return
-        batches, room = assign_ready(run, self._workers.all, prefer, self._slots)
+        if run.ready:
+            batches, room = assign_ready(run, self._workers.all, prefer, self._slots)
+        else:  # (a chain's case, after each reply: only a link may fit)
+            batches, room = {}, run.bound - run.in_flight
         if room > 0:
             add_links(run, batches, prefer, room, self._slots)
         try:
