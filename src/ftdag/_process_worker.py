@@ -93,12 +93,10 @@ def _take(data: bytes, fns: dict[int, object], local: deque) -> bool | None:
     return bool(tasks)
 
 
-def _function(fns: dict[int, object], fid: int) -> object:
-    """The function ``fid``, or the :class:`_LoadFailure` that stands for it."""
-    fn = fns.get(fid)
-    if fn is None:  # cannot happen unless the protocol is broken; fail the task, not the worker
-        fn = _LoadFailure((None, f"LookupError: function id {fid} was never sent", ""))
-    return fn
+def _never_sent(fid: int) -> _LoadFailure:
+    """Stands for a function the parent never sent: that cannot happen unless the protocol is
+    broken, and fails the task, not the worker."""
+    return _LoadFailure((None, f"LookupError: function id {fid} was never sent", ""))
 
 
 def _arguments(blob: bytes, link: int, positions: tuple, linked_task: int, linked: object) -> list:
@@ -139,7 +137,9 @@ def main(conn, cancel) -> None:
                 linked = None
                 send(reply(run_id, task, SKIPPED, None))
                 continue
-            status, fn = OK, _function(fns, fid)
+            status, fn = OK, fns.get(fid)
+            if fn is None:
+                fn = _never_sent(fid)
             if type(fn) is _LoadFailure:
                 status, payload = BAD_FUNCTION, fn.payload
             else:
