@@ -33,8 +33,9 @@ __all__ = ["Run", "Unsendable", "add_links", "assign_ready", "encode_tasks", "se
 
 # Links are looked for among the dependents of each task that finishes, so the search must
 # stay O(1) per task:
-LINK_MAX_FANOUT = 8  # a task with more dependents links none: a wide fan-out is spread over
-#                      the workers through `ready` anyway, and scanning it on every reply is not
+LINK_MAX_FANOUT = 8  # a task with more dependents links none of them: scanning them all on
+#                      every reply would not be O(1), and a wide fan-out is better spread over
+#                      the workers through `ready` anyway
 LINK_MAX_REMAINING = 4  # a dependent still waiting for more results is not examined, so that
 #                         `deps[u].count(t)`, linear in u's fan-in, runs only near the end of a
 #                         wide fan-in instead of once per input (quadratic)
