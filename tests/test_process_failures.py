@@ -18,6 +18,7 @@ import threading
 import time
 
 import pytest
+from test_processes import make_locked_function  # a closure over a lock: nothing can pickle it
 
 import ftdag
 from ftdag import _failures, _functions, _processes
@@ -25,7 +26,6 @@ from ftdag._failures import RemoteError, RemoteTraceback, run_error
 from ftdag._process_worker import _error_payload
 from ftdag._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, CRASHED, RAISED, UNLOADABLE, UNSENDABLE
 from ftdag.testing import DEFAULT_TIMEOUT, shared_manager
-from test_processes import make_locked_function  # a closure over a lock: nothing can pickle it
 
 KEYS = ["src", "t", ("stage", 2)]
 
@@ -300,9 +300,8 @@ def test_crash_in_the_first_task_of_a_new_worker_is_not_a_startup_death():
     b = ftdag.DagBuilder()
     b.add_source("x", 1)
     b.add_task("victim", ["x"], exit_at_once)
-    with ftdag.Executor(backend="processes", max_workers=1) as e:
-        with pytest.raises(ftdag.WorkerCrashedError) as info:
-            e.run(b.build(), ["victim"])
+    with ftdag.Executor(backend="processes", max_workers=1) as e, pytest.raises(ftdag.WorkerCrashedError) as info:
+        e.run(b.build(), ["victim"])
     err = info.value
     assert (err.key, err.exitcode, err.during_startup) == ("victim", 3, False)
     assert str(err) == "worker process died (exit code 3) while running task 'victim'"

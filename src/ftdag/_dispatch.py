@@ -26,7 +26,8 @@ from __future__ import annotations
 import pickle
 
 from ._plan import NO_TASK, Plan
-from ._wire import KEEP, PROTOCOL, SEND, batch as batch_message
+from ._wire import KEEP, PROTOCOL, SEND
+from ._wire import batch as batch_message
 from ._workers import Worker
 
 __all__ = ["Run", "Unsendable", "add_links", "assign_ready", "encode_tasks", "send_batch"]
