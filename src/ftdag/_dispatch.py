@@ -24,6 +24,7 @@ a slot, in three phases:
 from __future__ import annotations
 
 import pickle
+from typing import Any
 
 from ._plan import NO_TASK, Plan
 from ._wire import KEEP, PROTOCOL, SEND
@@ -65,7 +66,7 @@ class Run:
         self.in_flight = 0  # tasks assigned and not answered: the sum of len(w.assigned)
         self.pending = len(plan.tasks)  # planned tasks that have not finished
         self.stopped = False  # failed or interrupted: nothing more is dispatched (I6)
-        self.error: tuple[int, int, object] | None = None  # (task, status, payload), the first failure
+        self.error: tuple[int, int, Any] | None = None  # (task, status, payload), the first failure
         self.peak_in_flight = self.peak_queue_len = 0  # stats
 
 
@@ -151,6 +152,7 @@ def encode_tasks(run: Run, w: Worker, batch: list[int]) -> tuple[list[tuple], li
     for k, t in enumerate(batch):
         ds = deps[t]
         link = links.pop(t, NO_TASK)
+        positions: tuple[int, ...]
         try:
             if link == NO_TASK:
                 blob = dumps([values[d] for d in ds], PROTOCOL)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 from ._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, CRASHED, RAISED, UNLOADABLE, UNSENDABLE
 from .errors import SerializationError, WorkerCrashedError, _task_failed
@@ -90,7 +91,7 @@ def unpicklable_function(key: Hashable, fn: object, exc: Exception, cloudpickle:
     return _serialization_error(key, "function", problem, describe(exc), advice)
 
 
-def run_error(error: tuple[int, int, object], keys: Sequence[Hashable], cloudpickle: bool) -> BaseException:
+def run_error(error: tuple[int, int, Any], keys: Sequence[Hashable], cloudpickle: bool) -> BaseException:
     """The exception that a run failing with ``error = (task, status, payload)`` raises.
 
     ``keys`` maps node ids to keys; ``cloudpickle`` says whether functions were pickled with it.

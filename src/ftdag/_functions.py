@@ -12,9 +12,12 @@ starts, so one that does not pickle fails the run before anything runs.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import pickle
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 from ._failures import unpicklable_function
 from ._plan import Plan
@@ -22,7 +25,7 @@ from ._wire import PROTOCOL
 
 __all__ = ["FunctionCache", "cloudpickle_available"]
 
-_cloudpickle = None  # the module once imported, or False when it is not installed
+_cloudpickle: Any = None  # the module once imported, or False when it is not installed
 
 
 def cloudpickle_available() -> bool:
@@ -30,11 +33,9 @@ def cloudpickle_available() -> bool:
     global _cloudpickle
     if _cloudpickle is None:
         try:
-            import cloudpickle
+            _cloudpickle = importlib.import_module("cloudpickle")  # (an optional dependency)
         except ImportError:
             _cloudpickle = False
-        else:
-            _cloudpickle = cloudpickle
     return bool(_cloudpickle)
 
 
@@ -49,7 +50,7 @@ class _Fn:
 
     __slots__ = ("fid", "data", "target")
 
-    def __init__(self, fid: int, data: bytes, target) -> None:
+    def __init__(self, fid: int, data: bytes, target: Callable[[], object]) -> None:
         self.fid = fid  # > 0, never reused by the pool
         self.data = data  # the pickled function
         self.target = target  # () -> the function, or None once it was garbage-collected
@@ -107,11 +108,9 @@ class FunctionCache:
             raise unpicklable_function(key, fn, exc, cloudpickle_available()) from exc
         fid = next(self._fids)
         dead, ident = self._dead, id(fn)
+        target: Callable[[], object]
         try:
             target = weakref.ref(fn, lambda _ref: dead.append((ident, fid)))
         except TypeError:  # not weakly referenceable: keep it (and its id) for the pool's lifetime
-
-            def target(fn=fn):
-                return fn
-
+            target = lambda: fn
         return _Fn(fid, data, target)

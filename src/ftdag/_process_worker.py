@@ -34,6 +34,7 @@ import select
 import signal
 import traceback
 from collections import deque
+from typing import Any
 
 from ._plan import NO_TASK
 from ._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, HELLO, KEEP, OK, PROTOCOL, RAISED, SEND, SKIPPED, reply
@@ -72,7 +73,7 @@ def _error_payload(exc: BaseException, skip_frames: int = 0) -> tuple:
     return (blob, summary, text)
 
 
-def _take(data: bytes, fns: dict[int, object], local: deque) -> bool | None:
+def _take(data: bytes, fns: dict[int, Any], local: deque[tuple[Any, ...]]) -> bool | None:
     """Unpack one message from the parent into ``fns`` and ``local``.
 
     Returns None for SHUTDOWN, False for a message without tasks (the run is over: nothing
@@ -114,8 +115,12 @@ def main(conn, cancel) -> None:
     """Serve tasks until the parent sends SHUTDOWN or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     recv, send = conn.recv_bytes, conn.send_bytes
-    fns: dict[int, object] = {}  # fid -> the function (or a _LoadFailure)
-    local: deque = deque()  # (run_id, task, fid, pickled args, flags, link, positions), oldest first
+    fns: dict[int, Any] = {}  # fid -> the function (or a _LoadFailure)
+    local: deque[tuple[Any, ...]] = deque()  # (run_id, task, fid, pickled args, flags, link, positions), oldest first
+    fn: Any  # the running task's function (or a _LoadFailure)
+    args: list | None  # its arguments, then None
+    payload: Any  # its result or error payload, then None
+    message: bytes | None  # its reply, then None
     kept_task, kept = NO_TASK, None  # the last result, while the next task may be linked to it
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLIN)

@@ -173,7 +173,9 @@ class ProcessPool:
     # -- the scheduling loop --------------------------------------------------------------------
 
     def _loop(self, run: Run) -> None:
-        select = self._workers.selector.select
+        selector = self._workers.selector
+        assert selector is not None  # made by _start_workers
+        select = selector.select
         while run.in_flight:
             self._handle(run, select())
 

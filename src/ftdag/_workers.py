@@ -20,6 +20,7 @@ import multiprocessing
 import multiprocessing.util
 import selectors
 from collections import deque
+from typing import Any
 
 from . import _process_worker
 from ._plan import NO_TASK
@@ -63,9 +64,9 @@ class Workers:
         self.count = count  # how many to keep running
         self.all: list[Worker] = []  # by index; a dead one stays until it is replaced
         self.selector: selectors.BaseSelector | None = None  # created with the first worker
-        self.cancel = None  # a shared RawValue('q'): the id of the last cancelled run
-        self._ctx = None  # the multiprocessing context
-        self._finalizer = None  # shuts the workers down at interpreter exit (or on collection)
+        self.cancel: Any = None  # a shared RawValue('q'): the id of the last cancelled run
+        self._ctx: Any = None  # the multiprocessing context
+        self._finalizer: multiprocessing.util.Finalize | None = None  # shuts the workers down at exit
 
     def fill(self) -> None:
         """Start the workers that are missing or dead (the first call sets everything up)."""
@@ -87,7 +88,8 @@ class Workers:
         self.all[w.index] = self._spawn(w.index)
 
     def _spawn(self, index: int) -> Worker:
-        ctx = self._ctx
+        ctx, selector = self._ctx, self.selector
+        assert selector is not None  # made by fill()
         conn, child = ctx.Pipe(duplex=True)
         proc = ctx.Process(
             target=_process_worker.main, args=(child, self.cancel), name=f"ftdag-worker-{index}", daemon=False
@@ -99,8 +101,8 @@ class Workers:
             raise
         finally:
             child.close()
-        w = Worker(index, proc, conn, self.selector)
-        self.selector.register(proc.sentinel, selectors.EVENT_READ, (w, EXITED))
+        w = Worker(index, proc, conn, selector)
+        selector.register(proc.sentinel, selectors.EVENT_READ, (w, EXITED))
         return w
 
     def cancel_run(self, run_id: int) -> None:
@@ -132,7 +134,7 @@ class Workers:
         """Forget a worker whose process has exited: unregister it and close its pipe."""
         w.pipe.unwatch()
         try:
-            self.selector.unregister(w.proc.sentinel)
+            w.pipe.selector.unregister(w.proc.sentinel)
         except (KeyError, ValueError):
             pass
         w.pipe.close()
