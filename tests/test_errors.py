@@ -20,7 +20,8 @@ CASES = [
     (ftdag.TaskError("t", "task 't' failed: boom"), {"key": "t"}),
     (ftdag.SerializationError("t", "cannot pickle", "result"), {"key": "t", "what": "result"}),
     (ftdag.WorkerCrashedError("t", -9), {"key": "t", "exitcode": -9}),
-    (ftdag.WorkerCrashedError("t", 1), {"key": "t", "exitcode": 1}),
+    (ftdag.WorkerCrashedError("t", 1), {"key": "t", "exitcode": 1, "during_startup": False}),
+    (ftdag.WorkerCrashedError("t", 1, during_startup=True), {"key": "t", "exitcode": 1, "during_startup": True}),
 ]
 
 

@@ -22,7 +22,7 @@ import weakref
 import pytest
 
 import ftdag
-from ftdag import _processes
+from ftdag import _functions, _processes
 from ftdag._processes import ProcessPool
 from ftdag.testing import DEFAULT_TIMEOUT, shared_manager
 
@@ -537,7 +537,7 @@ def test_unpicklable_function_is_named_before_anything_runs(manager):
 
 def test_lambda_without_cloudpickle_says_what_to_do(monkeypatch):
     monkeypatch.setitem(sys.modules, "cloudpickle", None)  # makes "import cloudpickle" fail
-    monkeypatch.setattr(_processes, "_cloudpickle", None)  # forget an earlier successful import
+    monkeypatch.setattr(_functions, "_cloudpickle", None)  # forget an earlier successful import
     b = ftdag.DagBuilder()
     b.add_source("x", 1)
     b.add_task("lam", ["x"], lambda x: x)
@@ -598,8 +598,8 @@ def test_function_sent_once_per_worker(ex, manager):
 def test_collected_functions_are_forgotten(ex):
     gc.collect()
     ex.run(small_dag(), ["z"])
-    pool = pool_of(ex)
-    before = len(pool._fn_cache)
+    cache = pool_of(ex)._functions
+    before = len(cache._cache)
     for i in range(5):
         b = ftdag.DagBuilder()
         b.add_source("x", 1)
@@ -608,9 +608,9 @@ def test_collected_functions_are_forgotten(ex):
     del b
     gc.collect()
     ex.run(small_dag(), ["z"])
-    assert len(pool._fn_cache) == before  # none of the collected partials is kept
-    assert all(entry.target() is not None for entry in pool._fn_cache.values())
-    assert not pool._dead_fns
+    assert len(cache._cache) == before  # none of the collected partials is kept
+    assert all(entry.target() is not None for entry in cache._cache.values())
+    assert not cache._dead
 
 
 def test_concurrent_runs_from_two_threads_are_serialised(ex):

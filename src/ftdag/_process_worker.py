@@ -12,38 +12,32 @@ it sees the failure, for failures a worker cannot report, such as a crash).
 
 A task flagged KEEP leaves its result in the worker (one at a time) for the next task, which
 the parent may have *linked* to it: that task names the kept task and the argument positions
-its result fills.  The kept result is dropped when the next task starts, or when an empty
-message says the run is over.  A result is sent back only if flagged SEND.
+its result fills.  The kept result is dropped when the next task starts, or when a message
+without tasks says the run is over.  A result is sent back only if flagged SEND.
 
 Between tasks the worker takes whatever messages have arrived (the parent never blocks on
 a write: what the pipe cannot take waits in the parent until the worker reads).  SIGINT is
-ignored: on Ctrl-C the parent
-decides what happens to running tasks (it waits a grace period, then terminates).
+ignored: on Ctrl-C the parent decides what happens to running tasks (it waits a grace
+period, then terminates).
 
-The message formats are described in :mod:`ftdag._processes`.  This module uses nothing
-else from ftdag (only the package's own import), so a worker starts quickly.
+The first thing the loop sends is ``HELLO``, so the parent can tell a worker that died while
+starting (typically re-importing a main module that runs ftdag at import time) from one that
+died running a task.  The messages, statuses and flags are those of :mod:`ftdag._wire`.  This
+module uses nothing else from ftdag that the package's own import does not load already, so
+a worker starts quickly.
 """
 
 from __future__ import annotations
 
 import pickle
+import select
 import signal
 import traceback
 from collections import deque
+from typing import Any
 
-# Reply statuses (kept in sync with ftdag._processes).
-OK = 0
-SKIPPED = 1
-RAISED = 2  # the task raised; payload = _error_payload(...)
-BAD_FUNCTION = 3  # the task's function could not be unpickled here
-BAD_ARGS = 4  # the task's inputs could not be unpickled here
-BAD_RESULT = 5  # the task's result could not be pickled here
-
-# Task flags.
-SEND = 1  # send the result back to the parent
-KEEP = 2  # keep the result for the next task, which may be linked to it
-
-_PROTOCOL = pickle.HIGHEST_PROTOCOL
+from ._plan import NO_TASK
+from ._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, HELLO, KEEP, OK, PROTOCOL, RAISED, SEND, SKIPPED, reply
 
 
 class _LoadFailure:
@@ -65,89 +59,101 @@ def _error_payload(exc: BaseException, skip_frames: int = 0) -> tuple:
         text = "".join(traceback.format_exception(type(exc), exc, tb))
     except BaseException:  # a broken __str__ must not kill the worker
         text = f"{type(exc).__qualname__} (its traceback could not be formatted)\n"
+    summary = type(exc).__qualname__
     try:
-        summary = f"{type(exc).__qualname__}: {exc}"
+        message = str(exc)
     except BaseException:
-        summary = type(exc).__qualname__
+        message = ""
+    if message:
+        summary = f"{summary}: {message}"
     try:
-        blob = pickle.dumps(exc, _PROTOCOL)
+        blob = pickle.dumps(exc, PROTOCOL)
     except BaseException:
         blob = None
     return (blob, summary, text)
 
 
+def _take(data: bytes, fns: dict[int, Any], local: deque[tuple[Any, ...]]) -> bool | None:
+    """Unpack one message from the parent into ``fns`` and ``local``.
+
+    Returns None for SHUTDOWN, False for a message without tasks (the run is over: nothing
+    will be linked to the kept result), True otherwise.
+    """
+    if not data:
+        return None
+    run_id, defs, forget, tasks = pickle.loads(data)
+    for fid in forget:
+        fns.pop(fid, None)
+    for fid, blob in defs:
+        try:
+            fns[fid] = pickle.loads(blob)
+        except BaseException as exc:
+            fns[fid] = _LoadFailure(_error_payload(exc))
+    for item in tasks:
+        local.append((run_id, *item))
+    return bool(tasks)
+
+
+def _never_sent(fid: int) -> _LoadFailure:
+    """Stands for a function the parent never sent: that cannot happen unless the protocol is
+    broken, and fails the task, not the worker."""
+    return _LoadFailure((None, f"LookupError: function id {fid} was never sent", ""))
+
+
+def _arguments(blob: bytes, link: int, positions: tuple, linked_task: int, linked: object) -> list:
+    """The task's arguments: its pickled ones, with the kept result where it is linked."""
+    args = pickle.loads(blob)
+    if link != NO_TASK:
+        if linked_task != link:
+            raise LookupError(f"the result of task id {link} was not kept for it")
+        for i in positions:
+            args[i] = linked
+    return args
+
+
 def main(conn, cancel) -> None:
-    """Serve tasks until the parent sends the empty shutdown message or goes away."""
+    """Serve tasks until the parent sends SHUTDOWN or goes away."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     recv, send = conn.recv_bytes, conn.send_bytes
-    loads, dumps = pickle.loads, pickle.dumps
-    fns: dict[int, object] = {}
-    local: deque = deque()  # (run_id, task, fid, pickled args, flags, link, positions), oldest first
-    kept_task, kept = -1, None  # the last result, while the next task may be linked to it
-
+    fns: dict[int, Any] = {}  # fid -> the function (or a _LoadFailure)
+    local: deque[tuple[Any, ...]] = deque()  # (run_id, task, fid, pickled args, flags, link, positions), oldest first
+    fn: Any  # the running task's function (or a _LoadFailure)
+    args: list | None  # its arguments, then None
+    payload: Any  # its result or error payload, then None
+    message: bytes | None  # its reply, then None
+    kept_task, kept = NO_TASK, None  # the last result, while the next task may be linked to it
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
     try:
-        import select
-
-        poller = select.poll()
-        poller.register(conn.fileno(), select.POLLIN)
-
-        def readable() -> bool:
-            return bool(poller.poll(0))
-    except (ImportError, AttributeError):  # no poll(): slower but equivalent
-        readable = conn.poll
-
-    def take(data: bytes) -> bool:
-        """Unpack one message from the parent into ``fns`` and ``local``; False to exit."""
-        nonlocal kept_task, kept
-        if not data:
-            return False
-        run_id, defs, forget, tasks = loads(data)
-        for fid in forget:
-            fns.pop(fid, None)
-        for fid, blob in defs:
-            try:
-                fns[fid] = loads(blob)
-            except BaseException as exc:
-                fns[fid] = _LoadFailure(_error_payload(exc))
-        if not tasks:  # the run is over: nothing will be linked to the kept result
-            kept_task, kept = -1, None
-        for item in tasks:
-            local.append((run_id, *item))
-        return True
-
-    try:
+        send(HELLO)
         while True:
-            if not local:
-                if not take(recv()):
+            # Wait for a message while there is nothing to run (a message without tasks leaves
+            # nothing), then take whatever else has arrived.
+            while not local or poller.poll(0):
+                taken = _take(recv(), fns, local)
+                if taken is None:
                     return
-            while readable():
-                if not take(recv()):
-                    return
+                if not taken:
+                    kept_task, kept = NO_TASK, None
             run_id, task, fid, blob, flags, link, positions = local.popleft()
             linked_task, linked = kept_task, kept
-            kept_task, kept = -1, None
+            kept_task, kept = NO_TASK, None
             if cancel.value >= run_id:
                 linked = None
-                send(dumps((run_id, task, SKIPPED, None), _PROTOCOL))
+                send(reply(run_id, task, SKIPPED, None))
                 continue
-            status = OK
-            fn = fns.get(fid)
-            if fn is None:  # cannot happen unless the protocol is broken; fail the task, not the worker
-                fn = _LoadFailure((None, f"LookupError: function id {fid} was never sent", ""))
+            status, fn = OK, fns.get(fid)
+            if fn is None:
+                fn = _never_sent(fid)
             if type(fn) is _LoadFailure:
                 status, payload = BAD_FUNCTION, fn.payload
             else:
                 try:
-                    args = loads(blob)
-                    if link >= 0:
-                        if linked_task != link:
-                            raise LookupError(f"the result of task id {link} was not kept for it")
-                        for i in positions:
-                            args[i] = linked
+                    args = _arguments(blob, link, positions, linked_task, linked)
                 except BaseException as exc:
                     status, payload = BAD_ARGS, _error_payload(exc)
                 else:
-                    blob = linked = None
+                    blob = linked = None  # the task's arguments hold the only references now
                     try:
                         payload = fn(*args)
                     except BaseException as exc:  # SystemExit too: it fails the run, not the worker
@@ -157,16 +163,16 @@ def main(conn, cancel) -> None:
                 if flags & KEEP:
                     kept_task, kept = task, payload
                 try:
-                    reply = dumps((run_id, task, OK, payload if flags & SEND else None), _PROTOCOL)
+                    message = reply(run_id, task, OK, payload if flags & SEND else None)
                 except BaseException as exc:
-                    kept_task, kept = -1, None
+                    kept_task, kept = NO_TASK, None
                     status, payload = BAD_RESULT, _error_payload(exc)
             if status != OK:
                 if cancel.value < run_id:
                     cancel.value = run_id  # fail fast: nothing of this run starts any more
-                reply = dumps((run_id, task, status, payload), _PROTOCOL)
+                message = reply(run_id, task, status, payload)
             payload = blob = linked = None  # hold no task data while waiting for the next message
-            send(reply)
-            reply = None
+            send(message)
+            message = None
     except (EOFError, OSError):  # the parent closed its end or died
         return

@@ -150,14 +150,29 @@ def _task_failed(key: Hashable, exc: BaseException) -> TaskError:
 
 
 class WorkerCrashedError(TaskError):
-    """A worker process died while running the task ``.key`` (``.exitcode`` says how)."""
+    """A worker process died while running the task ``.key`` (``.exitcode`` says how).
 
-    def __init__(self, key: Hashable, exitcode: int | None = None) -> None:
+    ``.during_startup`` is true when the worker died before it finished starting, i.e. before
+    it could run anything: ``.key`` is then the first task it was given.  The usual cause is a
+    main module that runs ftdag at import time, which worker processes re-import.
+    """
+
+    def __init__(self, key: Hashable, exitcode: int | None = None, during_startup: bool = False) -> None:
         self.exitcode = exitcode
+        self.during_startup = during_startup
         how = f"exit code {exitcode}" if exitcode is not None and exitcode >= 0 else (
             f"signal {-exitcode}" if exitcode is not None else "unknown cause"
         )
-        super().__init__(key, f"worker process died ({how}) while running task {key!r}")
+        if during_startup:
+            message = (
+                f"worker process for task {key!r} died while starting ({how}). The usual cause: the "
+                "script runs ftdag at import time without an `if __name__ == \"__main__\":` guard; worker "
+                "processes re-import the main module. Put the code that builds and runs the graph under "
+                "that guard."
+            )
+        else:
+            message = f"worker process died ({how}) while running task {key!r}"
+        super().__init__(key, message)
 
     def __reduce__(self):
-        return (type(self), (self.key, self.exitcode))
+        return (type(self), (self.key, self.exitcode, self.during_startup))

@@ -1,0 +1,209 @@
+"""Dispatching in the process backend: which tasks go to which worker, and the messages.
+
+:class:`Run` is one run's scheduling state (the fields are described in the State section of
+:mod:`ftdag._processes`, which also states the invariants I1-I7 that this module keeps).
+The pool dispatches after a run starts and after each reply that made tasks ready or freed
+a slot, in three phases:
+
+1. :func:`assign_ready` fills free slots with ready tasks: the least-loaded worker first,
+   ties going to the worker whose reply freed the slot (``prefer``), so that in steady state
+   the slot is refilled at once and an idle worker never waits.
+2. :func:`add_links` uses what room is left for *chain links*: a dependent ``u`` whose only
+   unfinished dependency is ``t = assigned[-1]`` of a worker that keeps ``t``'s result is
+   assigned right behind ``t`` on that worker, which passes the result on without a round
+   trip through the parent (and without pickling it at all when ``u`` is its only
+   consumer).  ``u`` never enters ``ready``: its ``remaining`` count is set to 0 when it is
+   linked, and ``t``'s reply takes it below 0.  A worker keeps at most one result, dropped
+   when its next task starts (or by the run-over message at the end of the run), so a chain
+   runs at the speed of one worker, not of pipe round trips.
+3. :func:`encode_tasks` pickles every chosen task's inputs, for every worker, before
+   :func:`send_batch` sends anything: an input that does not pickle (:class:`Unsendable`)
+   fails the run before any of these tasks is sent.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+from ._plan import NO_TASK, Plan
+from ._wire import KEEP, PROTOCOL, SEND
+from ._wire import batch as batch_message
+from ._workers import Worker
+
+__all__ = ["Run", "Unsendable", "add_links", "assign_ready", "encode_tasks", "send_batch"]
+
+# Links are looked for among the dependents of each task that finishes, so the search must
+# stay O(1) per task:
+LINK_MAX_FANOUT = 8  # a task with more dependents links none of them: scanning them all on
+#                      every reply would not be O(1), and a wide fan-out is better spread over
+#                      the workers through `ready` anyway
+LINK_MAX_REMAINING = 4  # a dependent still waiting for more results is not examined, so that
+#                         `deps[u].count(t)`, linear in u's fan-in, runs only near the end of a
+#                         wide fan-in instead of once per input (quadratic)
+
+
+class Run:
+    """One run's scheduling state; see the State section of :mod:`ftdag._processes`."""
+
+    __slots__ = (
+        "run_id", "plan", "keys", "deps", "dependents", "values", "remaining", "consumers",
+        "fid_of", "fn_data", "ready", "links", "bound", "in_flight", "pending", "stopped", "error",
+        "peak_in_flight", "peak_queue_len",
+    )
+
+    def __init__(self, plan: Plan, run_id: int, fid_of: list[int], fn_data: dict[int, bytes], bound: int) -> None:
+        dag = plan.dag
+        self.run_id = run_id  # > every earlier run's: tags its messages, and cancels it in the shared flag
+        self.plan = plan
+        self.keys, self.deps, self.dependents = dag._keys, dag._deps, dag._dependents  # the graph's rows
+        self.values, self.remaining, self.consumers = plan.values, plan.remaining, plan.consumers
+        self.fid_of = fid_of  # node id -> id of its function (for planned tasks)
+        self.fn_data = fn_data  # function id -> the pickled function
+        self.ready = list(reversed(plan.initial))  # ready, unassigned tasks; popped from the end: topological order first
+        self.links: dict[int, int] = {}  # task -> the task it is linked behind, until sent
+        self.bound = bound  # most tasks assigned at once (I1)
+        self.in_flight = 0  # tasks assigned and not answered: the sum of len(w.assigned)
+        self.pending = len(plan.tasks)  # planned tasks that have not finished
+        self.stopped = False  # failed or interrupted: nothing more is dispatched (I6)
+        self.error: tuple[int, int, Any] | None = None  # (task, status, payload), the first failure
+        self.peak_in_flight = self.peak_queue_len = 0  # stats
+
+
+class Unsendable(Exception):
+    """Task ``task``'s inputs do not pickle; ``dep`` is the node whose value does not, if one alone."""
+
+    def __init__(self, task: int, dep: int | None, cause: Exception) -> None:
+        super().__init__(task, dep, cause)
+        self.task, self.dep, self.cause = task, dep, cause
+
+
+def assign_ready(run: Run, workers: list[Worker], prefer: Worker | None, slots: int) -> tuple[dict[Worker, list[int]], int]:
+    """Phase 1: pop ready tasks into per-worker batches, while I1 and I2 allow.
+
+    Returns the batches and how many more tasks I1 allows (the room left for links).
+    """
+    ready = run.ready
+    room = run.bound - run.in_flight
+    batches: dict[Worker, list[int]] = {}
+    for _ in range(min(room, len(ready))):
+        best, best_load = None, slots
+        if prefer is not None and not prefer.dead:
+            load = len(prefer.assigned) + len(batches.get(prefer, ()))
+            if load < best_load:
+                best, best_load = prefer, load
+        for w in workers:
+            if not w.dead:
+                load = len(w.assigned) + len(batches.get(w, ()))
+                if load < best_load:
+                    best, best_load = w, load
+        if best is None:
+            break
+        batches.setdefault(best, []).append(ready.pop())
+        room -= 1
+    return batches, room
+
+
+def add_links(run: Run, batches: dict[Worker, list[int]], prefer: Worker | None, room: int, slots: int) -> None:
+    """Phase 2: behind the last task of each batch (or the task ``prefer`` keeps), chain links."""
+    if prefer is not None and not prefer.dead and prefer not in batches:
+        batches[prefer] = []
+    links, remaining = run.links, run.remaining
+    for w, batch in batches.items():
+        while room > 0 and len(w.assigned) + len(batch) < slots:
+            if batch:
+                tail = batch[-1]
+            elif w.keep_tail != NO_TASK and w.assigned and w.assigned[-1] == w.keep_tail:
+                tail = w.keep_tail
+            else:
+                break
+            u = linkable(run, tail)
+            if u == NO_TASK:
+                break
+            remaining[u] = 0  # never made ready: tail's reply takes it below 0
+            links[u] = tail
+            batch.append(u)
+            room -= 1
+
+
+def linkable(run: Run, t: int) -> int:
+    """A planned dependent of ``t`` whose only unfinished dependency is ``t``, or NO_TASK."""
+    dependents = run.dependents[t]
+    if len(dependents) > LINK_MAX_FANOUT:
+        return NO_TASK
+    remaining, deps = run.remaining, run.deps
+    for u in dependents:
+        r = remaining[u]
+        if 0 < r <= LINK_MAX_REMAINING and deps[u].count(t) == r:
+            return u
+    return NO_TASK
+
+
+def encode_tasks(run: Run, w: Worker, batch: list[int]) -> tuple[list[tuple], list[tuple[int, bytes]]]:
+    """Phase 3: the task items of ``batch`` for ``w``, and the functions ``w`` lacks for them.
+
+    Consumes the batch's entries in ``run.links``; raises :class:`Unsendable`.
+    """
+    values, deps, consumers, links, fid_of = run.values, run.deps, run.consumers, run.links, run.fid_of
+    dumps = pickle.dumps
+    items, defs = [], []
+    known, new = w.known, set()
+    last = len(batch) - 1
+    for k, t in enumerate(batch):
+        ds = deps[t]
+        link = links.pop(t, NO_TASK)
+        positions: tuple[int, ...]
+        try:
+            if link == NO_TASK:
+                blob = dumps([values[d] for d in ds], PROTOCOL)
+                positions = ()
+            else:
+                blob = dumps([None if d == link else values[d] for d in ds], PROTOCOL)
+                positions = tuple(i for i, d in enumerate(ds) if d == link)
+        except Exception as exc:
+            raise Unsendable(t, *_culprit(run, t, link, exc)) from exc
+        # Flags (inline: this runs once per task): keep the result for the task linked right
+        # behind (sending it too if someone else needs it), or, for the last task, keep it if a
+        # link may follow in a later message.
+        flags = SEND
+        if k < last:
+            nxt = batch[k + 1]
+            if links.get(nxt) == t:
+                flags = KEEP if consumers[t] == deps[nxt].count(t) else KEEP | SEND
+        elif linkable(run, t) != NO_TASK:
+            flags = SEND | KEEP
+        fid = fid_of[t]
+        items.append((t, fid, blob, flags, link, positions))
+        if fid not in known and fid not in new:
+            new.add(fid)
+            defs.append((fid, run.fn_data[fid]))
+    return items, defs
+
+
+def _culprit(run: Run, task: int, link: int, exc: Exception) -> tuple[int | None, Exception]:
+    """Which dependency of ``task`` does not pickle (None if none alone), with its error."""
+    for d in run.deps[task]:
+        if d == link:
+            continue
+        try:
+            pickle.dumps(run.values[d], PROTOCOL)
+        except Exception as e:
+            return d, e
+    return None, exc
+
+
+def send_batch(run: Run, w: Worker, batch: list[int], items: list[tuple], defs: list[tuple[int, bytes]]) -> None:
+    """Assign ``batch`` to ``w`` and send it the message (see :mod:`ftdag._wire`)."""
+    forget = w.forget
+    if forget:
+        w.forget = []
+    data = batch_message(run.run_id, defs, forget, items)
+    if defs:
+        w.known.update(fid for fid, _ in defs)
+    w.assigned.extend(batch)
+    w.keep_tail = batch[-1] if items[-1][3] & KEEP else NO_TASK
+    run.in_flight += len(batch)
+    queued = len(w.assigned) - 1
+    if queued > run.peak_queue_len:
+        run.peak_queue_len = queued
+    w.pipe.send(data)
