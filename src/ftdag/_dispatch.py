@@ -24,9 +24,9 @@ a slot, in three phases:
 from __future__ import annotations
 
 import pickle
-from typing import Any
 
 from ._plan import NO_TASK, Plan
+from ._runstate import RunState
 from ._wire import KEEP, PROTOCOL, SEND
 from ._wire import batch as batch_message
 from ._workers import Worker
@@ -43,31 +43,22 @@ LINK_MAX_REMAINING = 4  # a dependent still waiting for more results is not exam
 #                         wide fan-in instead of once per input (quadratic)
 
 
-class Run:
-    """One run's scheduling state; see the State section of :mod:`ftdag._processes`."""
+class Run(RunState):
+    """One run's scheduling state: the shared :class:`~ftdag._runstate.RunState` plus what only
+    the process backend keeps; see the State section of :mod:`ftdag._processes`."""
 
-    __slots__ = (
-        "run_id", "plan", "keys", "deps", "dependents", "values", "remaining", "consumers",
-        "fid_of", "fn_data", "ready", "links", "bound", "in_flight", "pending", "stopped", "error",
-        "peak_in_flight", "peak_queue_len",
-    )
+    __slots__ = ("run_id", "keys", "deps", "dependents", "remaining", "consumers", "fid_of", "fn_data", "links")
 
     def __init__(self, plan: Plan, run_id: int, fid_of: list[int], fn_data: dict[int, bytes], bound: int) -> None:
+        super().__init__(plan, bound)  # ready, in_flight (the sum of len(w.assigned)), pending, stopped, ...
         dag = plan.dag
         self.run_id = run_id  # > every earlier run's: tags its messages, and cancels it in the shared flag
-        self.plan = plan
         self.keys, self.deps, self.dependents = dag._keys, dag._deps, dag._dependents  # the graph's rows
-        self.values, self.remaining, self.consumers = plan.values, plan.remaining, plan.consumers
+        self.remaining, self.consumers = plan.remaining, plan.consumers
         self.fid_of = fid_of  # node id -> id of its function (for planned tasks)
         self.fn_data = fn_data  # function id -> the pickled function
-        self.ready = list(reversed(plan.initial))  # ready, unassigned tasks; popped from the end: topological order first
         self.links: dict[int, int] = {}  # task -> the task it is linked behind, until sent
-        self.bound = bound  # most tasks assigned at once (I1)
-        self.in_flight = 0  # tasks assigned and not answered: the sum of len(w.assigned)
-        self.pending = len(plan.tasks)  # planned tasks that have not finished
-        self.stopped = False  # failed or interrupted: nothing more is dispatched (I6)
-        self.error: tuple[int, int, Any] | None = None  # (task, status, payload), the first failure
-        self.peak_in_flight = self.peak_queue_len = 0  # stats
+        # error (shared) is (task, status, payload), the first failure
 
 
 class Unsendable(Exception):

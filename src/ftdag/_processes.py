@@ -29,9 +29,10 @@ State
 ``Pipe.outbuf``       bytes of messages not yet written to the worker's pipe (written with
                       ``MSG_DONTWAIT``, the rest when the selector says the pipe has room).
 ``Worker.known``      ids of the functions the worker has cached.
-``Run.ready``         ready tasks that are not assigned: they wait in the parent for room,
-                      holding no pickled inputs.
-``Run.in_flight``     the sum of ``len(w.assigned)``: tasks queued in or running on workers.
+``Run.ready``         (shared, :class:`ftdag._runstate.RunState`) ready tasks that are not
+                      assigned: they wait in the parent for room, holding no pickled inputs.
+``Run.in_flight``     (shared) the sum of ``len(w.assigned)``: tasks queued in or running on
+                      workers.
 ``Workers.cancel``    a shared ``RawValue('q')``: the id of the last cancelled run.
 
 A task moves ``ready -> assigned -> answered``; the dispatch order and chain links are
@@ -137,12 +138,7 @@ class ProcessPool:
                     self._release_kept(run)
         if run.error is not None:
             raise run_error(run.error, run.keys, _functions.cloudpickle_available())
-        return {
-            "workers": self.workers,
-            "peak_in_flight": run.peak_in_flight,
-            "peak_queue_len": run.peak_queue_len,
-            "steals": 0,
-        }
+        return run.counters(self.workers)
 
     def close(self) -> None:
         """Shut the workers down (after the current run, if any).  Idempotent."""
@@ -241,8 +237,7 @@ class ProcessPool:
             run.pending -= 1
             ready = run.ready
             if made:
-                made.reverse()  # the first one made ready is popped first
-                ready.extend(made)
+                ready.push(made)
             if ready or w.keep_tail != NO_TASK:  # (the second: a chain link may now fit behind it)
                 self._dispatch(run, w)
         elif status != SKIPPED:

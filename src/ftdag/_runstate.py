@@ -18,7 +18,7 @@ scheduling (priorities, resources, retries, cancellation, callbacks) are written
 What each backend keeps to itself, on its subclass:
 
 - threads (:mod:`ftdag._threads`): per-slot deques, the caller's bell, steals, ``done``;
-- processes (:mod:`ftdag._processes`): the run id on the wire, function ids, chain links.
+- processes (:class:`ftdag._dispatch.Run`): the run id on the wire, function ids, chain links.
 
 Both backends change this state only from one thread at a time (threads: under the pool's
 lock; processes: the caller's thread), so nothing here locks.
