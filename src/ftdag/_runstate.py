@@ -45,9 +45,10 @@ class ReadyStack(list[int]):
 
     __slots__ = ()
 
-    def __init__(self, initial: Iterable[int] = ()) -> None:
-        super().__init__(initial)
-        self.reverse()
+    @classmethod
+    def start(cls, initial: Iterable[int]) -> ReadyStack:
+        """The stack of a run's initial tasks (topological order): the first is popped first."""
+        return cls(reversed(initial))  # type: ignore[call-overload]
 
     def push(self, tasks: list[int]) -> None:
         """Add ``tasks``, made ready together; ``tasks[0]`` will be popped first."""
@@ -63,7 +64,7 @@ class RunState:
     def __init__(self, plan: Plan, bound: int) -> None:
         self.plan = plan
         self.values = plan.values  # by node id: a source's value, a finished task's result, or None
-        self.ready = ReadyStack(plan.initial)
+        self.ready = ReadyStack.start(plan.initial)
         self.bound = bound  # in_flight never exceeds it
         self.in_flight = 0  # tasks queued at or running on workers
         self.pending = len(plan.tasks)  # planned tasks not yet finished successfully
