@@ -762,3 +762,36 @@ def test_auto_picks_processes_with_the_gil_and_threads_without():
     assert dict(res) == {"z": 3}
     assert res.stats.backend == ("threads" if free_threaded else "processes")
     assert res.stats.backend == ("processes" if getattr(sys, "_is_gil_enabled", lambda: True)() else "threads")
+
+
+def proxy_uses(gate, key):
+    """Pass the gate; return this worker's pid and how many tasks got this very proxy object."""
+    gate._test_uses = getattr(gate, "_test_uses", 0) + 1
+    gate.wait(key)
+    return os.getpid(), gate._test_uses
+
+
+def test_a_worker_reuses_one_proxy_per_shared_object(ex, manager):
+    # Unpickling a fresh proxy connects to the manager (to register it, to call it, and to
+    # unregister it when collected): on a loaded machine that made every gated task slow.
+    # ftdag.testing's proxies unpickle to one cached proxy per process and object.
+    gate = manager.Gate()
+    gate.open()
+    b = ftdag.DagBuilder()
+    b.add_source("gate", gate)
+    n = 30
+    for i in range(n):
+        b.add_task(i, ["gate"], functools.partial(_proxy_uses_named, i))
+    dag = b.build()
+    uses = {}
+    for _ in range(2):
+        for pid, count in ex.run(dag, list(range(n))).values():
+            uses.setdefault(pid, []).append(count)
+    assert set(uses) <= set(pool_of(ex).pids())
+    # Each worker's tasks got one proxy: the first saw it unused, each next one used once more.
+    assert all(sorted(counts) == list(range(1, len(counts) + 1)) for counts in uses.values()), uses
+    assert sorted(gate.arrived) == sorted(list(range(n)) * 2)
+
+
+def _proxy_uses_named(key, gate):
+    return proxy_uses(gate, key)
