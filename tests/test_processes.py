@@ -25,6 +25,7 @@ import ftdag
 from ftdag import _processes
 from ftdag._processes import ProcessPool
 from ftdag.testing import DEFAULT_TIMEOUT, shared_manager
+from helpers import Background, kept_by_fixture
 
 # -- task functions (module level, so that the workers can unpickle them by reference) --------
 
@@ -193,29 +194,6 @@ def final_gated(gate, b1, b2):
 # -- helpers -----------------------------------------------------------------------------------
 
 
-class Background:
-    """Run ``fn`` in a thread; ``result()`` joins it (with a timeout) and returns or raises."""
-
-    def __init__(self, fn, *args):
-        self._value = self._error = None
-        self._thread = threading.Thread(target=self._main, args=(fn, args), daemon=True)
-        self._thread.start()
-
-    def _main(self, fn, args):
-        try:
-            self._value = fn(*args)
-        except BaseException as exc:
-            self._error = exc
-
-    def result(self, timeout=DEFAULT_TIMEOUT):
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise TimeoutError(f"the run did not finish within {timeout}s")
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -246,13 +224,13 @@ def small_dag() -> ftdag.Dag:
 
 @pytest.fixture(scope="module")
 def manager():
-    with shared_manager() as m:
+    with shared_manager() as m, kept_by_fixture(m):
         yield m
 
 
 @pytest.fixture(scope="module")
 def ex():
-    with processes(max_workers=2) as executor:
+    with processes(max_workers=2) as executor, kept_by_fixture(executor):
         yield executor
 
 
