@@ -24,15 +24,21 @@ import functools
 import multiprocessing
 import os
 import random
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
+from pathlib import Path
 
 import ftdag
 from ftdag.testing import DEFAULT_TIMEOUT, SharedManager
 
 TIMEOUT = DEFAULT_TIMEOUT
 """Seconds a test waits for a condition (a thread, a gate, the pool) before it fails."""
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
 
 
 def _stress_from_env() -> float:
@@ -88,6 +94,24 @@ class Background:
 def results(backgrounds: Iterable[Background]) -> list:
     """The results of several :class:`Background` calls, in order (the first error is raised)."""
     return [b.result() for b in list(backgrounds)]
+
+
+def run_example(name: str, **env: str) -> subprocess.CompletedProcess:
+    """Run ``examples/<name>`` as a user would: this interpreter, from the repository root,
+    no standard input, ``env`` added to the environment, and the ftdag under test importable
+    (wherever it was imported from).  Bounded by three times :data:`TIMEOUT`."""
+    full_env = dict(os.environ, **env)
+    package_root = str(Path(ftdag.__file__).resolve().parent.parent)
+    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, full_env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, str(EXAMPLES / name)], cwd=REPO, env=full_env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=3 * TIMEOUT)
+
+
+def example_output(name: str, **env: str) -> str:
+    """What ``examples/<name>`` prints (:func:`run_example`), which must exit with 0."""
+    proc = run_example(name, **env)
+    assert proc.returncode == 0, f"{name} exited with {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
 
 
 # -- random graphs --------------------------------------------------------------------------------
