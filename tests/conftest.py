@@ -1,12 +1,23 @@
 """Suite-wide checks: no leaked worker threads or processes after any test, the GIL stays off
 on free-threaded builds, and per-test timeouts that follow ``FTDAG_TEST_TIMEOUT``."""
 
+import multiprocessing
 import sys
 
 import pytest
 
 from ftdag.testing import DEFAULT_TIMEOUT
 from helpers import check_no_leaks
+
+# Worker processes (the process backend's, and ftdag.testing's managers) start as forks of
+# multiprocessing's forkserver.  Preloaded there, what they import is imported once per test
+# session instead of once per worker.  That matters on a busy machine: there, on 3.13t, each
+# module a new process imports costs ~0.1 s (closing each file it reads takes a lock the
+# thread already holds, which spins on sched_yield before it parks), so a worker that
+# imported ftdag, pytest and a test module took 5-20 s to start instead of 0.2.
+multiprocessing.set_forkserver_preload(
+    ["ftdag", "ftdag._processes", "ftdag.testing", "multiprocessing.sharedctypes", "cloudpickle", "pytest", "helpers"]
+)
 
 
 def pytest_collection_modifyitems(config, items):
