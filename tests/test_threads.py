@@ -333,7 +333,7 @@ def test_no_thread_leaks_and_close_joins_workers():
         after_one = set(threading.enumerate())
         workers = [t for t in after_one if t.name.startswith("ftdag-worker-")]
         assert workers, "the pool's threads are named ftdag-worker-N"
-        for _ in range(stress(100)):
+        for _ in range(stress(25)):
             ex.run(dag, outputs)
         assert set(threading.enumerate()) == after_one
     finally:
