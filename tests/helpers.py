@@ -32,7 +32,7 @@ from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 
 import ftdag
-from ftdag.testing import DEFAULT_TIMEOUT, SharedManager
+from ftdag.testing import DEFAULT_TIMEOUT, SharedManager, _positive_from_env
 
 TIMEOUT = DEFAULT_TIMEOUT
 """Seconds a test waits for a condition (a thread, a gate, the pool) before it fails."""
@@ -41,20 +41,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 
 
-def _stress_from_env() -> float:
-    text = os.environ.get("FTDAG_STRESS", "").strip()
-    if not text:
-        return 1.0
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise ValueError(f"FTDAG_STRESS must be a positive number (1 = CI size), got {text!r}")
-    return value
-
-
-STRESS = _stress_from_env()
+STRESS = _positive_from_env("FTDAG_STRESS", 1.0, "1 = the CI size")
 
 
 def stress(n: int) -> int:

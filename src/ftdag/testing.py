@@ -62,7 +62,8 @@ __all__ = [
 
 
 
-def _timeout_from_env(name: str = "FTDAG_TEST_TIMEOUT", default: float = 30.0) -> float:
+def _positive_from_env(name: str, default: float, unit: str) -> float:
+    """The environment variable ``name`` as a positive finite number, or ``default`` if unset."""
     text = os.environ.get(name, "").strip()
     if not text:
         return default
@@ -70,12 +71,12 @@ def _timeout_from_env(name: str = "FTDAG_TEST_TIMEOUT", default: float = 30.0) -
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise ValueError(f"{name} must be a positive number of seconds, got {text!r}")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a positive number ({unit}), got {text!r}")
     return value
 
 
-DEFAULT_TIMEOUT = _timeout_from_env()
+DEFAULT_TIMEOUT = _positive_from_env("FTDAG_TEST_TIMEOUT", 30.0, "seconds")
 """Seconds any wait here gives up after (raising :class:`TimeoutError`), so that a broken
 scheduler fails a test instead of hanging it: 30, or ``FTDAG_TEST_TIMEOUT`` if set.  It is
 there to catch deadlocks, not to measure speed: raise it on a loaded machine."""
@@ -165,7 +166,20 @@ class Gate:
         return self.waiting
 
 
-class ConcurrencyProbe:
+class _Tracks:
+    """``track()`` for anything with ``enter(key)`` and ``exit(key)``."""
+
+    @contextlib.contextmanager
+    def track(self, key: Hashable = None) -> Iterator[None]:
+        """``with probe.track(key):`` around a task's body."""
+        self.enter(key)
+        try:
+            yield
+        finally:
+            self.exit(key)
+
+
+class ConcurrencyProbe(_Tracks):
     """Records task starts and ends under a lock, with a global sequence number.
 
     ``current`` and ``peak`` count tasks between :meth:`enter` and :meth:`exit`;
@@ -192,15 +206,6 @@ class ConcurrencyProbe:
             self._current -= 1
             self._events.append((len(self._events), "end", key))
             self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def track(self, key: Hashable = None) -> Iterator[None]:
-        """``with probe.track(key):`` around a task's body."""
-        self.enter(key)
-        try:
-            yield
-        finally:
-            self.exit(key)
 
     @property
     def current(self) -> int:
@@ -329,16 +334,8 @@ class GateProxy(SharedProxy):
         return self._callmethod("get_waiting")
 
 
-class ConcurrencyProbeProxy(SharedProxy):
+class ConcurrencyProbeProxy(_Tracks, SharedProxy):
     """A :class:`ConcurrencyProbe` in a manager; ``track()``, ``current`` and ``peak`` work as on the real one."""
-
-    @contextlib.contextmanager
-    def track(self, key: Hashable = None) -> Iterator[None]:
-        self.enter(key)
-        try:
-            yield
-        finally:
-            self.exit(key)
 
     @property
     def current(self) -> int:
