@@ -44,10 +44,10 @@ def gated_independent(n, gate, probe, fail=None):
     return b.build(), [f"t{i}" for i in range(n)]
 
 
-def random_dag(seed, n, *, probe=None, max_deps=4):
+def random_dag(seed, n, *, probe=None):
     """A seeded random DAG of ``n`` nodes (:func:`helpers.random_graph`); every task records
     its start and end in ``probe`` if given."""
-    graph = random_graph(seed, n, max_deps=max_deps)
+    graph = random_graph(seed, n)
     if probe is None:
         return build_dag(graph)
     return build_dag(graph, lambda key: functools.partial(tracked_mix, probe, key))
@@ -307,9 +307,10 @@ def test_nested_run_from_a_task_runs_inline():
 
 
 def test_concurrent_runs_from_many_threads_are_all_correct():
-    dags = [random_dag(seed, 300) for seed in range(4)]
+    graphs = [random_graph(seed, 300) for seed in range(4)]
+    dags = [build_dag(g) for g in graphs]
     outputs = [[k for k in d.keys() if not d.dependents(k)] for d in dags]
-    expected = [dict(ftdag.Executor(ftdag.ExecutorConfig(backend="sequential")).run(d, o)) for d, o in zip(dags, outputs)]
+    expected = [{k: evaluate(g)[k] for k in o} for g, o in zip(graphs, outputs)]
     runs = stress(5)
     with threads(3) as ex:
 
@@ -374,11 +375,13 @@ def test_worker_keeps_no_result_alive_after_the_run():
 def test_stress_many_small_runs():
     # FTDAG_STRESS=10 makes it a soak: 2,000 runs.
     rng = random.Random(99)
-    dags = [random_dag(seed, rng.randint(5, 40), max_deps=3) for seed in range(20)]
     cases = []
-    for d in dags:
+    for seed in range(20):
+        graph = random_graph(seed, rng.randint(5, 40), max_deps=3)
+        d = build_dag(graph)
         outputs = [k for k in d.keys() if not d.dependents(k)]
-        cases.append((d, outputs, dict(ftdag.Executor(ftdag.ExecutorConfig(backend="sequential")).run(d, outputs))))
+        values = evaluate(graph)
+        cases.append((d, outputs, {k: values[k] for k in outputs}))
     with threads(8, max_in_flight=5, worker_queue_cap=1) as ex:
         for i in range(stress(200)):
             d, outputs, expected = cases[i % len(cases)]
