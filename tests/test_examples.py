@@ -2,36 +2,9 @@
 
 import os
 import re
-import subprocess
-import sys
 import sysconfig
-from pathlib import Path
 
-import pytest
-
-import ftdag
-
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples"
-
-
-def run_example(name):
-    """Run ``examples/<name>`` with this interpreter from the repository root; return stdout."""
-    env = dict(os.environ)
-    # The script must import the ftdag under test, wherever that was imported from.
-    package_root = str(Path(ftdag.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
-        cwd=REPO,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    assert proc.returncode == 0, f"{name} exited with {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
+from helpers import example_output
 
 
 def expected_backend():
@@ -40,9 +13,8 @@ def expected_backend():
     return "threads" if free_threaded else "processes"
 
 
-@pytest.mark.timeout(120)
 def test_merkle():
-    out = run_example("merkle.py")
+    out = example_output("merkle.py")
     requests = re.findall(r"^Request (\S+) ", out, re.MULTILINE)
     assert requests == ["node/4/0", "node/2/1"]
     leaves = [int(n) for n in re.findall(r"^  leaf hashes executed: +(\d+)$", out, re.MULTILINE)]
@@ -56,9 +28,8 @@ def test_merkle():
     assert re.search(r"^  node/4/0 = [0-9a-f]{64}$", out, re.MULTILINE)
 
 
-@pytest.mark.timeout(120)
 def test_pipeline():
-    out = run_example("pipeline.py")
+    out = example_output("pipeline.py")
     requests = re.findall(r"^Request (.+):$", out, re.MULTILINE)
     assert requests == ["['hash']", "['report']"]
     ran = re.findall(r"^  executed: +(.+)$", out, re.MULTILINE)

@@ -18,6 +18,7 @@ import threading
 import time
 
 import pytest
+from helpers import kept_by_fixture
 from test_processes import make_locked_function  # a closure over a lock: nothing can pickle it
 
 import ftdag
@@ -191,7 +192,7 @@ def return_refusing(x):
 
 @pytest.fixture(scope="module")
 def ex():
-    with ftdag.Executor(backend="processes", max_workers=2) as executor:
+    with ftdag.Executor(backend="processes", max_workers=2) as executor, kept_by_fixture(executor):
         yield executor
 
 

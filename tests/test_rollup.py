@@ -2,32 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLE = REPO / "examples" / "rollup.py"
-sys.path.insert(0, str(REPO / "examples"))
+from helpers import EXAMPLES, example_output, run_example
+
+sys.path.insert(0, str(EXAMPLES))
 
 import rollup  # noqa: E402
 
 
-def run_example(**env: str) -> str:
-    full_env = dict(os.environ, **env)
-    proc = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True, env=full_env,
-                          stdin=subprocess.DEVNULL, timeout=100)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
-
-
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_example_runs_and_verifies(workers):
-    out = run_example(FTDAG_HASH_ITERS="0", FTDAG_MAX_WORKERS=workers)
+    out = example_output("rollup.py", FTDAG_HASH_ITERS="0", FTDAG_MAX_WORKERS=workers)
     assert "16 transactions in 4 chunks of 4" in out
     assert f"{workers} workers" in out
     assert re.search(r"batch root: [0-9a-f]{16}… .*roots agree", out)
@@ -38,16 +27,14 @@ def test_example_runs_and_verifies(workers):
 
 
 def test_example_with_hashing_work_prints_the_speedup():
-    out = run_example(FTDAG_HASH_ITERS="50", FTDAG_MAX_WORKERS="2")
+    out = example_output("rollup.py", FTDAG_HASH_ITERS="50", FTDAG_MAX_WORKERS="2")
     assert "FTDAG_HASH_ITERS=50" in out
     assert ": OK" in out
     assert re.search(r"parallel speed-up: \d+\.\d\dx with 2 workers", out)
 
 
 def test_example_rejects_bad_settings():
-    env = dict(os.environ, FTDAG_HASH_ITERS="lots")
-    proc = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True, env=env,
-                          stdin=subprocess.DEVNULL, timeout=60)
+    proc = run_example("rollup.py", FTDAG_HASH_ITERS="lots")
     assert proc.returncode != 0 and "FTDAG_HASH_ITERS must be an integer" in proc.stderr
 
 

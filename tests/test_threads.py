@@ -6,6 +6,7 @@ conditions (gate arrivals, the pool's own counters) with timeouts.  Nothing slee
 
 from __future__ import annotations
 
+import functools
 import random
 import signal
 import threading
@@ -15,8 +16,7 @@ import pytest
 
 import ftdag
 from ftdag.testing import ConcurrencyProbe, Gate, pool_state, wait_for_pool
-
-TIMEOUT = 20.0
+from helpers import TIMEOUT, Background, build_dag, evaluate, random_graph, results, stress, tracked_mix
 
 
 def threads(max_workers, max_in_flight=None, worker_queue_cap=2):
@@ -25,28 +25,6 @@ def threads(max_workers, max_in_flight=None, worker_queue_cap=2):
             max_workers=max_workers, max_in_flight=max_in_flight, worker_queue_cap=worker_queue_cap, backend="threads"
         )
     )
-
-
-class Background:
-    """Runs ``ex.run(dag, outputs)`` on another thread; ``join()`` returns or re-raises."""
-
-    def __init__(self, ex, dag, outputs):
-        self.result = self.error = None
-        self._thread = threading.Thread(target=self._main, args=(ex, dag, outputs))
-        self._thread.start()
-
-    def _main(self, ex, dag, outputs):
-        try:
-            self.result = ex.run(dag, outputs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            self.error = exc
-
-    def join(self):
-        self._thread.join(TIMEOUT)
-        assert not self._thread.is_alive(), "run() did not return"
-        if self.error is not None:
-            raise self.error
-        return self.result
 
 
 def gated_independent(n, gate, probe, fail=None):
@@ -66,32 +44,18 @@ def gated_independent(n, gate, probe, fail=None):
     return b.build(), [f"t{i}" for i in range(n)]
 
 
-def random_dag(seed, n, *, work=None, probe=None, max_deps=4):
-    """A random DAG of ``n`` nodes (~10% sources) with random fan-in; values are ints.
+def random_dag(seed, n, *, probe=None):
+    """A seeded random DAG of ``n`` nodes (:func:`helpers.random_graph`); every task records
+    its start and end in ``probe`` if given."""
+    graph = random_graph(seed, n)
+    if probe is None:
+        return build_dag(graph)
+    return build_dag(graph, lambda key: functools.partial(tracked_mix, probe, key))
 
-    Every task records its start and end in ``probe`` if given, and calls ``work()`` if given.
-    """
-    rng = random.Random(seed)
-    b = ftdag.DagBuilder()
-    for i in range(n):
-        key = f"n{i}"
-        if i == 0 or rng.random() < 0.1:
-            b.add_source(key, i)
-            continue
-        deps = [f"n{j}" for j in rng.sample(range(i), min(i, rng.randint(0, max_deps)))]
 
-        def task(*args, key=key, i=i):
-            if probe is not None:
-                probe.enter(key)
-            if work is not None:
-                work()
-            value = (sum(args) * 31 + i) % 1_000_003
-            if probe is not None:
-                probe.exit(key)
-            return value
-
-        b.add_task(key, deps, task)
-    return b.build()
+def all_idle(state):
+    """Every pool worker is asleep: nothing more can start until someone adds work."""
+    return state.idle == state.workers
 
 
 def assert_queue_bound(res, cap):
@@ -99,7 +63,7 @@ def assert_queue_bound(res, cap):
     assert res.stats.peak_queue_len <= cap
 
 
-# -- 1, 2: the in-flight and queue bounds -----------------------------------------------------
+# -- the in-flight and queue bounds -----------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -118,13 +82,11 @@ def test_in_flight_bound_is_reached_and_never_exceeded(workers, max_in_flight, c
     gate, probe = Gate(), ConcurrencyProbe()
     dag, outputs = gated_independent(n, gate, probe)
     with threads(workers, max_in_flight, cap) as ex:
-        run = Background(ex, dag, outputs)
+        run = Background(ex.run, dag, outputs)
         gate.wait_for_arrivals(running, TIMEOUT)
         for released in range(n - running + 1):
             # Every worker that can take a task has one; the rest are asleep: nothing more can start.
-            state = wait_for_pool(
-                ex, lambda s: s.running == running and s.idle == workers - running, TIMEOUT
-            )
+            state = wait_for_pool(ex, lambda s: s.running == running and s.idle == s.workers - running, TIMEOUT)
             left = n - released - running  # not yet started
             assert state.in_flight == min(bound, running + left)
             assert state.in_flight <= bound
@@ -137,7 +99,7 @@ def test_in_flight_bound_is_reached_and_never_exceeded(workers, max_in_flight, c
             gate.release(1)
             gate.wait_for_arrivals(running + released + 1, TIMEOUT)
         gate.open()
-        res = run.join()
+        res = run.result()
     assert dict(res) == {f"t{i}": i for i in range(n)}
     assert res.stats.peak_in_flight == bound
     assert probe.peak == running
@@ -146,22 +108,20 @@ def test_in_flight_bound_is_reached_and_never_exceeded(workers, max_in_flight, c
         assert res.stats.peak_queue_len == cap
 
 
-# -- 3, 4: each node once, after its dependencies; pruning --------------------------------------
+# -- each node once, after its dependencies; pruning -------------------------------------------
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_each_node_once_and_after_its_dependencies(seed):
     n = 2000
+    expected = evaluate(random_graph(seed, n))
     with threads(4) as ex:
         for _ in range(3):
             probe = ConcurrencyProbe()
             dag = random_dag(seed, n, probe=probe)
             outputs = [k for k in dag.keys() if not dag.dependents(k)]
-            expected = ex.run_sequential(dag, outputs)
-            probe = ConcurrencyProbe()  # count only the parallel run
-            dag = random_dag(seed, n, probe=probe)
             res = ex.run(dag, outputs)
-            assert dict(res) == dict(expected)
+            assert dict(res) == {k: expected[k] for k in outputs}
             assert_queue_bound(res, 2)
 
             started: dict = {}
@@ -195,7 +155,7 @@ def test_pruning_under_parallelism_is_exact(seed):
             assert dict(res) == dict(ex.run_sequential(dag, outputs))
 
 
-# -- 5: fail fast ---------------------------------------------------------------------------------
+# -- fail fast ------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("exc_type", [ValueError, SystemExit, KeyboardInterrupt])
@@ -205,7 +165,7 @@ def test_fail_fast(exc_type):
     doomed: dict = {}
     dag, outputs = gated_independent(20, gate, probe, fail=doomed)
     with threads(workers, max_in_flight=workers, worker_queue_cap=1) as ex:
-        run = Background(ex, dag, outputs)
+        run = Background(ex.run, dag, outputs)
         first = gate.wait_for_arrivals(workers, TIMEOUT)
         victim = first[0]
         doomed[victim] = exc_type("boom")
@@ -218,16 +178,16 @@ def test_fail_fast(exc_type):
         gate.open()
         if exc_type is ValueError:
             with pytest.raises(ftdag.TaskError) as info:
-                run.join()
+                run.result()
             assert info.value.key == victim
             assert isinstance(info.value.__cause__, ValueError)
             assert victim in str(info.value)
         else:
             with pytest.raises(exc_type):
-                run.join()
+                run.result()
         # No task outside those already running started after the failure.
         assert sorted(probe.started()) == sorted(first)
-        state = wait_for_pool(ex, lambda s: s.idle == workers, TIMEOUT)
+        state = wait_for_pool(ex, all_idle, TIMEOUT)
         assert state.in_flight == 0 and state.running == 0
         # The executor is usable for the next run.
         doomed.clear()
@@ -248,22 +208,23 @@ def test_ctrl_c_in_caller_stops_dispatch():
         signal.pthread_kill(main, signal.SIGINT)
 
     with threads(workers) as ex:
-        killer = threading.Thread(target=interrupt)
-        killer.start()
-        with pytest.raises(KeyboardInterrupt):
-            ex.run(dag, outputs)
-        killer.join(TIMEOUT)
+        killer = Background(interrupt)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                ex.run(dag, outputs)
+            killer.result()
+        finally:
+            gate.open()  # a failed check must not leave the workers blocked
         first = gate.arrived
         assert len(first) == workers
         # The tasks already running finish; no worker starts a new one.
-        gate.open()
         probe.wait_for_ends(first, TIMEOUT)
-        wait_for_pool(ex, lambda s: s.idle == workers, TIMEOUT)
+        wait_for_pool(ex, all_idle, TIMEOUT)
         assert sorted(probe.started()) == sorted(first)
         assert dict(ex.run(dag, outputs[:5])) == {f"t{i}": i for i in range(5)}
 
 
-# -- 6: stealing ---------------------------------------------------------------------------------
+# -- stealing ------------------------------------------------------------------------------------
 
 
 def test_idle_worker_steals_from_a_busy_workers_queue():
@@ -289,13 +250,13 @@ def test_idle_worker_steals_from_a_busy_workers_queue():
     # max_in_flight=3: when parent ends, c1 runs next on the same worker and c2, c3 go to
     # that worker's own queue, which only the other, idle worker can drain - by stealing.
     with threads(2, max_in_flight=3, worker_queue_cap=2) as ex:
-        run = Background(ex, dag, ["c1", "c2", "c3"])
+        run = Background(ex.run, dag, ["c1", "c2", "c3"])
         gate.wait_for_arrivals(1, TIMEOUT)
         gate.let_through("parent")
         gate.wait_for_arrivals(2, TIMEOUT)  # c1 is blocked on its worker
         probe.wait_for_ends(["c2", "c3"], TIMEOUT)  # done by the other worker meanwhile
         gate.open()
-        res = run.join()
+        res = run.result()
     assert ran_on["c1"] == ran_on["parent"], "a chain must continue on the same worker"
     assert ran_on["c2"] != ran_on["c1"] and ran_on["c3"] != ran_on["c1"]
     assert res.stats.steals >= 2
@@ -355,44 +316,39 @@ def test_nested_run_from_a_task_runs_inline(workers):
 
 
 def test_concurrent_runs_from_many_threads_are_all_correct():
-    dags = [random_dag(seed, 300) for seed in range(4)]
+    graphs = [random_graph(seed, 300) for seed in range(4)]
+    dags = [build_dag(g) for g in graphs]
     outputs = [[k for k in d.keys() if not d.dependents(k)] for d in dags]
-    expected = [dict(ftdag.Executor(ftdag.ExecutorConfig(backend="sequential")).run(d, o)) for d, o in zip(dags, outputs)]
-    errors = []
+    expected = [{k: evaluate(g)[k] for k in o} for g, o in zip(graphs, outputs)]
+    runs = stress(5)
     with threads(3) as ex:
 
         def client(i):
-            try:
-                for _ in range(20):
-                    assert dict(ex.run(dags[i], outputs[i])) == expected[i]
-            except BaseException as exc:  # noqa: BLE001
-                errors.append(exc)
+            for _ in range(runs):
+                assert dict(ex.run(dags[i], outputs[i])) == expected[i]
+            return runs
 
-        clients = [threading.Thread(target=client, args=(i,)) for i in range(4)]
-        for t in clients:
-            t.start()
-        for t in clients:
-            t.join(TIMEOUT)
-        assert not any(t.is_alive() for t in clients)
-    assert errors == []
+        assert results([Background(client, i) for i in range(4)]) == [runs] * 4  # a client's error is raised here
 
 
-# -- 7: no leaks -------------------------------------------------------------------------------------
+# -- no leaks ----------------------------------------------------------------------------------------
 
 
 def test_no_thread_leaks_and_close_joins_workers():
     dag = random_dag(11, 100)
     outputs = [k for k in dag.keys() if not dag.dependents(k)]
     ex = threads(4)
-    ex.run(dag, outputs)
-    after_one = threading.active_count()
-    workers = [t for t in threading.enumerate() if t.name.startswith("ftdag-worker-")]
-    for _ in range(100):
+    try:
         ex.run(dag, outputs)
-    assert threading.active_count() == after_one
-    ex.close()
-    for t in workers:
-        assert not t.is_alive()
+        after_one = set(threading.enumerate())
+        workers = [t for t in after_one if t.name.startswith("ftdag-worker-")]
+        assert workers, "the pool's threads are named ftdag-worker-N"
+        for _ in range(stress(25)):
+            ex.run(dag, outputs)
+        assert set(threading.enumerate()) == after_one
+    finally:
+        ex.close()
+    assert [t.name for t in workers if t.is_alive()] == []  # close() joined them
     with pytest.raises(RuntimeError, match="closed"):
         ex.run(dag, outputs)
 
@@ -417,24 +373,26 @@ def test_worker_keeps_no_result_alive_after_the_run():
     dag = b.build()
     with threads(2) as ex:
         assert ex.run(dag, ["small"])["small"] == 1
-        wait_for_pool(ex, lambda s: s.idle == 2, TIMEOUT)
+        wait_for_pool(ex, all_idle, TIMEOUT)
         gc.collect()
         assert refs[0]() is None
 
 
-# -- 9: stress ----------------------------------------------------------------------------------------
+# -- stress --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(300)
 def test_stress_many_small_runs():
+    # FTDAG_STRESS=10 makes it a soak: 2,000 runs.
     rng = random.Random(99)
-    dags = [random_dag(seed, rng.randint(5, 40), max_deps=3) for seed in range(20)]
     cases = []
-    for d in dags:
+    for seed in range(20):
+        graph = random_graph(seed, rng.randint(5, 40), max_deps=3)
+        d = build_dag(graph)
         outputs = [k for k in d.keys() if not d.dependents(k)]
-        cases.append((d, outputs, dict(ftdag.Executor(ftdag.ExecutorConfig(backend="sequential")).run(d, outputs))))
+        values = evaluate(graph)
+        cases.append((d, outputs, {k: values[k] for k in outputs}))
     with threads(8, max_in_flight=5, worker_queue_cap=1) as ex:
-        for i in range(1000):
+        for i in range(stress(200)):
             d, outputs, expected = cases[i % len(cases)]
             res = ex.run(d, outputs)
             assert dict(res) == expected, f"run {i}"

@@ -22,16 +22,25 @@ flight, queue lengths) to reach a state, so a test can check that nothing more *
 
 Both classes are thread-safe.  For worker *processes*, make them in a :func:`shared_manager`
 (``m.Gate()``, ``m.ConcurrencyProbe()``): the objects live in the manager's process and the
-proxies that tasks receive (as source values, say) forward every call there.
+proxies that tasks receive (as source values, say) forward every call there.  A proxy that
+reaches a worker process many times (one task after another) is unpickled there into the
+same proxy each time, so it opens one connection to the manager per process, not one per
+task.
+
+Every wait here gives up after :data:`DEFAULT_TIMEOUT` seconds unless told otherwise; set
+the environment variable ``FTDAG_TEST_TIMEOUT`` to give a slow or loaded machine more time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from multiprocessing.managers import BaseManager
+from multiprocessing.context import get_spawning_popen
+from multiprocessing.managers import BaseManager, BaseProxy, RebuildProxy
 from typing import TYPE_CHECKING
 
 from ._threads import PoolState
@@ -44,14 +53,33 @@ __all__ = [
     "ConcurrencyProbe",
     "Gate",
     "PoolState",
+    "SharedManager",
+    "SharedProxy",
     "pool_state",
     "shared_manager",
     "wait_for_pool",
 ]
 
-DEFAULT_TIMEOUT = 30.0
+
+
+def _positive_from_env(name: str, default: float, unit: str) -> float:
+    """The environment variable ``name`` as a positive finite number, or ``default`` if unset."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise ValueError(f"{name} must be a positive number ({unit}), got {text!r}")
+    return value
+
+
+DEFAULT_TIMEOUT = _positive_from_env("FTDAG_TEST_TIMEOUT", 30.0, "seconds")
 """Seconds any wait here gives up after (raising :class:`TimeoutError`), so that a broken
-scheduler fails a test instead of hanging it."""
+scheduler fails a test instead of hanging it: 30, or ``FTDAG_TEST_TIMEOUT`` if set.  It is
+there to catch deadlocks, not to measure speed: raise it on a loaded machine."""
 
 
 class Gate:
@@ -138,7 +166,20 @@ class Gate:
         return self.waiting
 
 
-class ConcurrencyProbe:
+class _Tracks:
+    """``track()`` for anything with ``enter(key)`` and ``exit(key)``."""
+
+    @contextlib.contextmanager
+    def track(self, key: Hashable = None) -> Iterator[None]:
+        """``with probe.track(key):`` around a task's body."""
+        self.enter(key)
+        try:
+            yield
+        finally:
+            self.exit(key)
+
+
+class ConcurrencyProbe(_Tracks):
     """Records task starts and ends under a lock, with a global sequence number.
 
     ``current`` and ``peak`` count tasks between :meth:`enter` and :meth:`exit`;
@@ -165,15 +206,6 @@ class ConcurrencyProbe:
             self._current -= 1
             self._events.append((len(self._events), "end", key))
             self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def track(self, key: Hashable = None) -> Iterator[None]:
-        """``with probe.track(key):`` around a task's body."""
-        self.enter(key)
-        try:
-            yield
-        finally:
-            self.exit(key)
 
     @property
     def current(self) -> int:
@@ -238,21 +270,107 @@ def _thread_pool(executor: Executor):
     return pool
 
 
-class _SharedManager(BaseManager):
-    pass
+# -- across processes ----------------------------------------------------------------------------
+
+_REUSED: OrderedDict[tuple, BaseProxy] = OrderedDict()  # (pid, manager address, object id) -> proxy
+_REUSED_MAX = 32  # proxies kept per process; each holds a connection and a reference in the manager
+_reused_lock = threading.Lock()
 
 
-_SharedManager.register("Gate", Gate)
-_SharedManager.register("ConcurrencyProbe", ConcurrencyProbe)
+class SharedProxy(BaseProxy):
+    """A proxy to an object in a :class:`SharedManager` that forwards every public method.
+
+    Pickled (say, as a task's input sent to a worker process), it unpickles into one cached
+    proxy per process and object, instead of the fresh proxy that ``multiprocessing`` makes
+    each time (each of which connects to the manager to register itself, again for its first
+    call, and again to unregister when collected).  A worker that runs many tasks with the
+    same gate then talks to the manager over one connection.  The cache keeps the
+    :data:`_REUSED_MAX` most recently unpickled proxies of each process; a cached proxy holds
+    its object alive in the manager, so an object id in the cache always means that object.
+    """
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def method(*args, **kwds):
+            return self._callmethod(name, args, kwds)
+
+        method.__name__ = name
+        return method
+
+    def __reduce__(self):
+        kwds = {}
+        if get_spawning_popen() is not None:  # (what BaseProxy does: a child being started needs the key)
+            kwds["authkey"] = self._authkey
+        return (_reused_proxy, (type(self), self._token, self._serializer, kwds))
 
 
-def shared_manager() -> _SharedManager:
+def _reused_proxy(proxytype: type, token, serializer: str, kwds: dict) -> BaseProxy:
+    key = (os.getpid(), token.address, token.id)  # the pid: a forked child must not share connections
+    with _reused_lock:
+        proxy = _REUSED.get(key)
+        if proxy is not None:
+            _REUSED.move_to_end(key)
+            return proxy
+    proxy = RebuildProxy(proxytype, token, serializer, kwds)
+    with _reused_lock:
+        proxy = _REUSED.setdefault(key, proxy)
+        _REUSED.move_to_end(key)
+        evicted = [_REUSED.popitem(last=False)[1] for _ in range(len(_REUSED) - _REUSED_MAX)]
+    del evicted  # dropped outside the lock: each unregisters itself from its manager
+    return proxy
+
+
+class GateProxy(SharedProxy):
+    """A :class:`Gate` in a manager; ``arrived`` and ``waiting`` work as on the real one."""
+
+    @property
+    def arrived(self) -> list[Hashable]:
+        return self._callmethod("get_arrived")
+
+    @property
+    def waiting(self) -> int:
+        return self._callmethod("get_waiting")
+
+
+class ConcurrencyProbeProxy(_Tracks, SharedProxy):
+    """A :class:`ConcurrencyProbe` in a manager; ``track()``, ``current`` and ``peak`` work as on the real one."""
+
+    @property
+    def current(self) -> int:
+        return self._callmethod("get_current")
+
+    @property
+    def peak(self) -> int:
+        return self._callmethod("get_peak")
+
+
+class SharedManager(BaseManager):
+    """A manager whose proxies are :class:`SharedProxy` objects (reused per process).
+
+    It serves ``Gate()`` and ``ConcurrencyProbe()``; a subclass can share more thread-safe
+    classes with ``Sub.register("Name", cls)`` (the class must be importable by name).
+    """
+
+    @classmethod
+    def register(cls, typeid, callable=None, proxytype=None, exposed=None, method_to_typeid=None, create_method=True):
+        super().register(
+            typeid, callable, SharedProxy if proxytype is None else proxytype, exposed, method_to_typeid, create_method
+        )
+
+
+SharedManager.register("Gate", Gate, GateProxy)
+SharedManager.register("ConcurrencyProbe", ConcurrencyProbe, ConcurrencyProbeProxy)
+
+
+def shared_manager(manager_class: type[SharedManager] = SharedManager) -> SharedManager:
     """A started manager whose ``Gate()`` and ``ConcurrencyProbe()`` work across processes.
 
     Use it as a context manager (``with shared_manager() as m: ...``) so that it is shut down.
     """
     # Not fork: the calling process usually has threads (3.12+ warns that forking it may deadlock).
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    manager = _SharedManager(ctx=multiprocessing.get_context(method))
+    manager = manager_class(ctx=multiprocessing.get_context(method))
     manager.start()
     return manager
