@@ -285,7 +285,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="timed repetitions (default 5), or rounds with --small-graph (default "
                         f"{smallgraph.ROUNDS}); best and median are reported")
     p.add_argument("--size", choices=tuple(workloads.SIZES), default="full",
-                   help="workload sizes (default full: the sizes the issues' targets name)")
+                   help="workload sizes (default full: the sizes the README's results are for)")
     p.add_argument("--budget", type=float, default=None,
                    help="stop repeating a measurement after this many seconds (at least 2 repetitions)")
     p.add_argument("--spin-per-ms", type=float, default=None,

@@ -40,7 +40,15 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from environment import (  # noqa: E402  (all of these import the standard library only)
-    Interpreter, child_env, ensure_venv, find_interpreters, loadavg, machine_info, now_iso, say, warn,
+    Interpreter,
+    child_env,
+    ensure_venv,
+    find_interpreters,
+    loadavg,
+    machine_info,
+    now_iso,
+    say,
+    warn,
 )
 from measurement import MODES, SWEEP_WORK_US, Measurer, calibrate  # noqa: E402
 from records import reference_interpreter  # noqa: E402
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
         chart.draw(args.chart_from, args.png or args.chart_from.with_name("speedup.png"))
         return 0
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - run by whatever python3 the machine has
         warn("needs Python >= 3.11")
         return 1
     started = time.perf_counter()

@@ -311,7 +311,7 @@ def loadavg() -> list[float] | None:
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).astimezone().isoformat(timespec="seconds")
 
 
 def _tree_jiffies(root: int) -> dict[int, int]:

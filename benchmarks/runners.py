@@ -21,7 +21,8 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Hashable
-from concurrent.futures import FIRST_COMPLETED, Executor as _FuturesExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, wait
+from concurrent.futures import Executor as _FuturesExecutor
 from typing import Any
 
 __all__ = ["RUNNERS", "RunnerUnavailable", "ResultMismatch", "check_same", "gil_enabled", "make_runner", "run_plain"]
@@ -63,7 +64,7 @@ def check_same(runner: str, got: Any, expected: dict[Hashable, Any]) -> None:
     """Raise :class:`ResultMismatch` unless ``got`` equals the plain loop's outputs."""
     got = dict(got)
     if got != expected:
-        wrong = sorted((str(k) for k in set(got) | set(expected) if got.get(k) != expected.get(k)))
+        wrong = sorted(str(k) for k in set(got) | set(expected) if got.get(k) != expected.get(k))
         raise ResultMismatch(f"{runner}: outputs differ from the plain loop's at {len(wrong)} keys, e.g. {wrong[:3]}")
 
 

@@ -78,8 +78,8 @@ def build_pipeline() -> ftdag.Dag:
 def request(ex: ftdag.Executor, dag: ftdag.Dag, outputs: list[str]) -> None:
     res = ex.run(dag, outputs)
     executed = dag.ancestors(outputs)
-    ran = [k for k in dag.keys() if k in executed]  # dag.keys() is in topological order
-    never = [k for k in dag.keys() if k not in executed]
+    ran = [k for k in dag if k in executed]  # dag.keys() is in topological order
+    never = [k for k in dag if k not in executed]
     print(f"Request {outputs}:")
     print(f"  executed:  {', '.join(ran)}")
     print(f"  never ran: {', '.join(never) if never else '(nothing)'}")

@@ -5,9 +5,9 @@ import multiprocessing
 import sys
 
 import pytest
+from helpers import check_no_leaks
 
 from ftdag.testing import DEFAULT_TIMEOUT
-from helpers import check_no_leaks
 
 # Worker processes (the process backend's, and ftdag.testing's managers) start as forks of
 # multiprocessing's forkserver.  Preloaded there, what they import is imported once per test

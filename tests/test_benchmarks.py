@@ -60,15 +60,23 @@ def test_workload_descriptions_are_consistent(name, size):
     assert all(dag.is_source(k) for k in wl.sources)
 
 
-def test_sizes_match_the_issue_targets():
-    full = workloads.SIZES["full"]
-    assert full["chain"]["n"] == 10_000
-    assert (full["heavy"]["n"], full["heavy"]["task_us"]) == (32, 10_000)
-    assert (full["fine"]["n"], full["fine"]["task_us"]) == (4096, 50)
-    assert full["gil-release"]["mb"] == 1
+def test_full_workloads_have_the_shapes_the_readme_table_names():
+    """Built at full size, each workload is the graph its README row describes."""
+    chain = workloads.make("chain", "full", SPIN)
+    assert chain.n_tasks == 10_000
+    # One chain: each task depends on the one before it (the first on a source).
+    task_deps = [[d for d in deps if d in chain.tasks] for _, deps in (chain.tasks[k] for k in chain.order)]
+    assert task_deps[0] == [] and all(ds == [prev] for ds, prev in zip(task_deps[1:], chain.order))
+    heavy = workloads.make("heavy", "full", SPIN)
+    assert heavy.n_tasks == 32 and heavy.params["task_us"] == 10_000
+    assert all(not any(d in heavy.tasks for d in deps) for _, deps in heavy.tasks.values())  # independent
+    fine = workloads.make("fine", "full", SPIN)
+    leaves = [k for k, (_, deps) in fine.tasks.items() if not any(d in fine.tasks for d in deps)]
+    assert len(leaves) == 4096 and fine.params["task_us"] == 50
+    assert len(fine.outputs) == 1  # one reduction tree over the leaves
 
 
-def test_small_graph_cases_are_the_issue_targets():
+def test_small_graph_cases():
     diamond = workloads.make("diamond", "full", SPIN)
     assert (diamond.n_tasks, len(diamond.sources)) == (3, 1)
     assert [len(diamond.tasks[k][1]) for k in diamond.order] == [1, 1, 2]

@@ -160,6 +160,5 @@ class TestExecutorArguments:
     def test_entering_a_closed_executor_raises(self):
         ex = ftdag.Executor(backend="sequential")
         ex.close()
-        with pytest.raises(RuntimeError, match="closed"):
-            with ex:
-                pass  # pragma: no cover - never entered
+        with pytest.raises(RuntimeError, match="closed"), ex:
+            pass  # pragma: no cover - never entered

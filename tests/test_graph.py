@@ -3,9 +3,9 @@
 import random
 
 import pytest
+from helpers import ancestors, build_dag, random_graph
 
 import ftdag
-from helpers import ancestors, build_dag, random_graph
 
 
 def add(*xs):
@@ -78,7 +78,7 @@ class TestDag:
 
     def test_is_source(self):
         dag = diamond()
-        assert {k for k in dag.keys() if dag.is_source(k)} == {"a", "b"}
+        assert {k for k in dag if dag.is_source(k)} == {"a", "b"}
 
     def test_unknown_key_lookups_raise_keyerror_naming_the_key(self):
         dag = diamond()
@@ -156,7 +156,7 @@ class TestDag:
         keys = dag.keys()
         assert isinstance(keys, list)  # several keys when passed as outputs; a tuple is one
         keys.append("extra")
-        assert "extra" not in dag.keys()
+        assert "extra" not in dag
 
     @pytest.mark.parametrize("seed", range(20))
     def test_random_graphs(self, seed):

@@ -31,7 +31,7 @@ def in_background(fn, *args):
     def main():
         try:
             outcome["result"] = fn(*args)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:
             outcome["error"] = exc
 
     t = threading.Thread(target=main)

@@ -19,12 +19,12 @@ import threading
 import weakref
 
 import pytest
+from helpers import Background, kept_by_fixture
 
 import ftdag
 from ftdag import _functions, _processes
 from ftdag._processes import ProcessPool
 from ftdag.testing import DEFAULT_TIMEOUT, shared_manager
-from helpers import Background, kept_by_fixture
 
 # -- task functions (module level, so that the workers can unpickle them by reference) --------
 
@@ -311,7 +311,7 @@ def test_fail_fast_no_task_starts_after_the_failure(manager, monkeypatch):
     for name in names:
         b.add_task(name, ["gate", "probe", "fail_gate"], functools.partial(_gated_named, name))
     dag = b.build()
-    assert [k for k in dag.keys() if not dag.is_source(k)][0] == "F"  # F is dispatched first
+    assert [k for k in dag if not dag.is_source(k)][0] == "F"  # F is dispatched first
 
     # The gate opens exactly when the parent stops the run: any g that starts after that
     # started after the failure was observed.
@@ -437,9 +437,8 @@ def test_lambda_without_cloudpickle_says_what_to_do(monkeypatch):
     b = ftdag.DagBuilder()
     b.add_source("x", 1)
     b.add_task("lam", ["x"], lambda x: x)
-    with processes(max_workers=1) as e:
-        with pytest.raises(ftdag.TaskError) as info:
-            e.run(b.build(), "lam")
+    with processes(max_workers=1) as e, pytest.raises(ftdag.TaskError) as info:
+        e.run(b.build(), "lam")
     message = str(info.value)
     assert info.value.key == "lam"
     assert "module level" in message and "ftdag[cloudpickle]" in message and "backend='threads'" in message

@@ -6,12 +6,11 @@ import re
 import sys
 
 import pytest
-
 from helpers import EXAMPLES, example_output, run_example
 
 sys.path.insert(0, str(EXAMPLES))
 
-import rollup  # noqa: E402
+import rollup
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])

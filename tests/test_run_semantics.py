@@ -23,9 +23,6 @@ import weakref
 from collections.abc import Mapping
 
 import pytest
-
-import ftdag
-from ftdag.testing import shared_manager
 from helpers import (
     TIMEOUT,
     Background,
@@ -40,6 +37,9 @@ from helpers import (
     results,
     stress,
 )
+
+import ftdag
+from ftdag.testing import shared_manager
 
 # -- runners ------------------------------------------------------------------------------------
 
@@ -544,9 +544,8 @@ def test_sequential_failure_starts_nothing_more():
         b.add_task(f"later{i}", [], log.task(f"later{i}", lambda: 1))
     dag = b.build()
     assert dag.keys()[:2] == ["first", "bad"]
-    with ftdag.Executor(ftdag.ExecutorConfig(backend="sequential")) as ex:
-        with pytest.raises(ftdag.TaskError) as cm:
-            ex.run(dag, dag.keys())
+    with ftdag.Executor(ftdag.ExecutorConfig(backend="sequential")) as ex, pytest.raises(ftdag.TaskError) as cm:
+        ex.run(dag, dag.keys())
     assert isinstance(cm.value.__cause__, ZeroDivisionError)
     log.assert_ran_once({"first", "bad"})
 

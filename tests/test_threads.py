@@ -13,10 +13,10 @@ import threading
 import warnings
 
 import pytest
+from helpers import TIMEOUT, Background, build_dag, evaluate, random_graph, results, stress, tracked_mix
 
 import ftdag
 from ftdag.testing import ConcurrencyProbe, Gate, pool_state, wait_for_pool
-from helpers import TIMEOUT, Background, build_dag, evaluate, random_graph, results, stress, tracked_mix
 
 
 def threads(max_workers, max_in_flight=None, worker_queue_cap=2):
@@ -119,7 +119,7 @@ def test_each_node_once_and_after_its_dependencies(seed):
         for _ in range(3):
             probe = ConcurrencyProbe()
             dag = random_dag(seed, n, probe=probe)
-            outputs = [k for k in dag.keys() if not dag.dependents(k)]
+            outputs = [k for k in dag if not dag.dependents(k)]
             res = ex.run(dag, outputs)
             assert dict(res) == {k: expected[k] for k in outputs}
             assert_queue_bound(res, 2)
@@ -318,7 +318,7 @@ def test_nested_run_from_a_task_runs_inline(workers):
 def test_concurrent_runs_from_many_threads_are_all_correct():
     graphs = [random_graph(seed, 300) for seed in range(4)]
     dags = [build_dag(g) for g in graphs]
-    outputs = [[k for k in d.keys() if not d.dependents(k)] for d in dags]
+    outputs = [[k for k in d if not d.dependents(k)] for d in dags]
     expected = [{k: evaluate(g)[k] for k in o} for g, o in zip(graphs, outputs)]
     runs = stress(5)
     with threads(3) as ex:
@@ -336,7 +336,7 @@ def test_concurrent_runs_from_many_threads_are_all_correct():
 
 def test_no_thread_leaks_and_close_joins_workers():
     dag = random_dag(11, 100)
-    outputs = [k for k in dag.keys() if not dag.dependents(k)]
+    outputs = [k for k in dag if not dag.dependents(k)]
     ex = threads(4)
     try:
         ex.run(dag, outputs)
@@ -388,7 +388,7 @@ def test_stress_many_small_runs():
     for seed in range(20):
         graph = random_graph(seed, rng.randint(5, 40), max_deps=3)
         d = build_dag(graph)
-        outputs = [k for k in d.keys() if not d.dependents(k)]
+        outputs = [k for k in d if not d.dependents(k)]
         values = evaluate(graph)
         cases.append((d, outputs, {k: values[k] for k in outputs}))
     with threads(8, max_in_flight=5, worker_queue_cap=1) as ex:

@@ -233,7 +233,7 @@ class ConcurrencyProbe(_Tracks):
 
     def wait_for_starts(self, n: int, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Block until at least ``n`` starts were recorded."""
-        starts = lambda: sum(1 for e in self._events if e[1] == "start")  # noqa: E731
+        starts = lambda: sum(1 for e in self._events if e[1] == "start")
         with self._cond:
             if not self._cond.wait_for(lambda: starts() >= n, timeout):
                 raise TimeoutError(f"waited {timeout}s for {n} task starts; saw {starts()}")
@@ -241,7 +241,7 @@ class ConcurrencyProbe(_Tracks):
     def wait_for_ends(self, keys: Iterable[Hashable], timeout: float = DEFAULT_TIMEOUT) -> None:
         """Block until every task in ``keys`` has ended at least once."""
         wanted = set(keys)
-        ended = lambda: wanted <= {k for _, kind, k in self._events if kind == "end"}  # noqa: E731
+        ended = lambda: wanted <= {k for _, kind, k in self._events if kind == "end"}
         with self._cond:
             if not self._cond.wait_for(ended, timeout):
                 raise TimeoutError(f"waited {timeout}s for tasks {sorted(map(repr, wanted))} to end")
