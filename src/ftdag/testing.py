@@ -40,8 +40,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from multiprocessing.context import get_spawning_popen
-from multiprocessing.managers import BaseManager, BaseProxy, RebuildProxy
-from typing import TYPE_CHECKING
+from multiprocessing.managers import BaseManager, BaseProxy, RebuildProxy  # type: ignore[attr-defined]
+from typing import TYPE_CHECKING, Any
 
 from ._threads import PoolState
 
@@ -169,6 +169,12 @@ class Gate:
 class _Tracks:
     """``track()`` for anything with ``enter(key)`` and ``exit(key)``."""
 
+    if TYPE_CHECKING:
+
+        def enter(self, key: Hashable = None) -> None: ...
+
+        def exit(self, key: Hashable = None) -> None: ...
+
     @contextlib.contextmanager
     def track(self, key: Hashable = None) -> Iterator[None]:
         """``with probe.track(key):`` around a task's body."""
@@ -289,6 +295,10 @@ class SharedProxy(BaseProxy):
     its object alive in the manager, so an object id in the cache always means that object.
     """
 
+    def _call(self, name: str) -> Any:
+        """``_callmethod(name)``, typed: the standard library's stubs say it returns None."""
+        return self._callmethod(name)
+
     def __getattr__(self, name: str):
         if name.startswith("_"):
             raise AttributeError(name)
@@ -327,11 +337,11 @@ class GateProxy(SharedProxy):
 
     @property
     def arrived(self) -> list[Hashable]:
-        return self._callmethod("get_arrived")
+        return self._call("get_arrived")
 
     @property
     def waiting(self) -> int:
-        return self._callmethod("get_waiting")
+        return self._call("get_waiting")
 
 
 class ConcurrencyProbeProxy(_Tracks, SharedProxy):
@@ -339,11 +349,11 @@ class ConcurrencyProbeProxy(_Tracks, SharedProxy):
 
     @property
     def current(self) -> int:
-        return self._callmethod("get_current")
+        return self._call("get_current")
 
     @property
     def peak(self) -> int:
-        return self._callmethod("get_peak")
+        return self._call("get_peak")
 
 
 class SharedManager(BaseManager):
