@@ -386,3 +386,229 @@ def test_a_crashed_thread_stops_its_run(monkeypatch):
         # The other chains stopped after their heads: not one more link started.
         assert started - {(doomed[0], j) for j in range(links)} == set(others)
         assert pool_state(ex).in_flight == 0
+
+
+# -- Ctrl-C stops the run at once, even while the caller's task unwinds -------------------------
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_stops_the_run_before_the_interrupted_task_unwinds():
+    """Pool threads start nothing once SIGINT arrives, while the interrupted task's cleanup runs."""
+    require_main_thread()
+    gate, probe = Gate(), ConcurrencyProbe()
+    in_cleanup = threading.Event()
+    driver = None
+
+    def task(i):
+        with probe.track(i):
+            if threading.current_thread() is threading.main_thread():
+                try:
+                    gate.wait(("main", i))
+                finally:
+                    in_cleanup.set()
+                    driver.join(TIMEOUT)  # the task's cleanup lasts until the pool has settled
+            else:
+                gate.wait(("pool", i))
+        return i
+
+    dag, outputs = independent(40, task)
+    main = threading.main_thread().ident
+    with threads(2) as ex:
+
+        def drive():
+            gate.wait_for_arrivals(2, TIMEOUT)  # one task on the caller, one on the pool thread
+            signal.pthread_kill(main, signal.SIGINT)
+            in_cleanup.wait(TIMEOUT)
+            gate.open()  # the pool thread's task ends; it must not start another
+            # Settled: the pool thread asleep, only the caller's task (in its cleanup) running.
+            return wait_for_pool(ex, lambda s: s.idle == 1 and s.running == 1, TIMEOUT)
+
+        driver, settled = in_background(drive)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                ex.run(dag, outputs)
+        finally:
+            gate.open()
+            driver.join(TIMEOUT)
+        assert "error" not in settled, settled
+        assert settled["result"].stopped
+        assert len(probe.started()) == 2, probe.started()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_ctrl_c_swallowed_by_a_finalizer_still_ends_the_run():
+    require_main_thread()
+    in_del = threading.Event()
+    started: list = []
+
+    def on_del():
+        in_del.set()
+        never = threading.Event()
+        for _ in range(int(TIMEOUT / 0.05)):  # the SIGINT lands here, and __del__ swallows it;
+            never.wait(0.05)  # in slices: 3.13t does not interrupt a wait that began after it
+
+    def link(i, x):
+        started.append(i)
+        return x
+
+    b = ftdag.DagBuilder()
+    b.add_task(0, [], lambda: Finalized(on_del))
+    for i in range(1, 30):  # a solo chain: link 2 frees link 1's value, then links follow
+        b.add_task(i, [i - 1], lambda x, i=i: link(i, x if i > 1 else None))
+    dag = b.build()
+    main = threading.main_thread().ident
+
+    def drive():
+        if in_del.wait(TIMEOUT):
+            signal.pthread_kill(main, signal.SIGINT)
+
+    with threads(1) as ex:
+        driver = threading.Thread(target=drive)
+        driver.start()
+        with pytest.raises(KeyboardInterrupt):
+            ex.run(dag, [29])
+        driver.join(TIMEOUT)
+    # The value of task 0 is freed once task 1 has run; at most the link after that starts.
+    assert started[:1] == [1] and len(started) <= 3, started
+
+
+# -- a run is over only once the values it dropped are freed -------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_run_returns_after_dropped_values_are_freed():
+    """When run() returns, the finalizers of the values it dropped have run.  (On 3.13t an
+    object dropped by a thread that did not make it may be handed back to its maker to free,
+    so there the finalizer may run on the caller; the GIL build checks the pool-thread case.)"""
+    gate = Gate()
+    in_del, main_returned, del_done = threading.Event(), threading.Event(), threading.Event()
+    early: list = []
+    roles: dict = {}
+
+    def on_del():
+        in_del.set()
+        early.append(main_returned.wait(1.0))  # True if run() returned while this still ran
+        del_done.set()
+
+    def use(key, v):
+        roles[key] = threading.current_thread().name
+        gate.wait(key)
+        return 1
+
+    b = ftdag.DagBuilder()
+    b.add_task("v", [], lambda: Finalized(on_del))
+    b.add_task("u1", ["v"], lambda v: use("u1", v))
+    b.add_task("u2", ["v"], lambda v: use("u2", v))
+    dag = b.build()
+
+    def drive():
+        arrived = gate.wait_for_arrivals(2, TIMEOUT)
+        # The caller's consumer ends first, so a pool thread frees the value.
+        first = next((k for k in arrived if roles[k] == "MainThread"), arrived[0])
+        gate.let_through(first)
+        gate.wait_for_passed(1, TIMEOUT)
+        gate.open()
+
+    with threads(2) as ex:
+        driver = threading.Thread(target=drive)
+        driver.start()
+        assert dict(ex.run(dag, ["u1", "u2"])) == {"u1": 1, "u2": 1}
+        main_returned.set()
+        assert del_done.wait(TIMEOUT)
+        assert early == [False], "run() returned before the dropped value's finalizer ran"
+        driver.join(TIMEOUT)
+    assert in_del.is_set()
+
+
+def test_a_failed_runs_values_are_freed_without_the_cycle_collector():
+    refs: list = []
+
+    def make():
+        obj = Big()
+        refs.append(weakref.ref(obj))
+        return obj
+
+    def boom(x):
+        raise ValueError("boom")
+
+    b = ftdag.DagBuilder()
+    b.add_task("x", [], make)
+    b.add_task("y", ["x"], boom)
+    b.add_task("z", ["x"], lambda x: 1)
+    dag = b.build()
+    # One slot: every object is made and dropped by this thread.  (On free-threaded builds an
+    # object dropped by a thread other than its maker is freed by the maker later, which only
+    # the collector's merge would hurry; that is not what this test is about.)
+    with threads(1) as ex:
+        gc.disable()
+        try:
+            with pytest.raises(ftdag.TaskError):
+                ex.run(dag, ["y", "z"])
+            wait_for_pool(ex, lambda s: s.idle == s.workers, TIMEOUT)
+            assert refs and refs[0]() is None
+        finally:
+            gc.enable()
+
+
+# -- a crash between two runs, and close() from the caller's own thread --------------------------
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_crash_before_the_run_is_published_starts_none_of_it(monkeypatch):
+    """A pool thread still finishing a task of an abandoned run crashes just before the next
+    run is published: that run must start nothing, not run on without the crashed thread."""
+    require_main_thread()
+    from ftdag import _threads
+
+    real_finish, real_drive = _threads.ThreadPool._finish, _threads.ThreadPool._drive
+    gate = Gate()
+    started: list = []
+
+    def finish(self, *args):
+        if threading.current_thread().name.startswith("ftdag-worker-"):
+            raise AssertionError("scheduler bug")
+        return real_finish(self, *args)
+
+    first, _ = independent(3, lambda i: gate.wait(i))
+    second, outputs = independent(10, lambda i: started.append(i))
+    main = threading.main_thread().ident
+    with threads(3) as ex:
+        killer = threading.Thread(target=lambda: (gate.wait_for_arrivals(3, TIMEOUT), signal.pthread_kill(main, signal.SIGINT)))
+        killer.start()
+        with pytest.raises(KeyboardInterrupt):  # abandoned; both pool threads still hold a task
+            ex.run(first, ["t0", "t1", "t2"])
+        killer.join(TIMEOUT)
+        pool = ex._threads
+
+        def drive(self, run, main):
+            gate.open()  # the pool threads' tasks end, and their _finish crashes ...
+            pool.wait_for_state(lambda s: pool._crash is not None, TIMEOUT)
+            return real_drive(self, run, main)  # ... after run() checked, before publishing
+
+        monkeypatch.setattr(_threads.ThreadPool, "_finish", finish)
+        monkeypatch.setattr(_threads.ThreadPool, "_drive", drive)
+        with pytest.raises(RuntimeError, match="crashed"):
+            ex.run(second, outputs)
+        assert started == []
+
+
+def test_close_from_the_callers_own_thread_before_the_run_starts_does_not_deadlock(monkeypatch):
+    from ftdag import _threads
+
+    real_start = _threads.ThreadPool._start_threads
+    dag, outputs = independent(4)
+    ex = threads(2)
+
+    def start_threads(self):
+        ex.close()  # as a signal handler or a finalizer on this thread might, mid-run()
+        return real_start(self)
+
+    monkeypatch.setattr(_threads.ThreadPool, "_start_threads", start_threads)
+    runner, ran = in_background(ex.run, dag, outputs)
+    runner.join(TIMEOUT)
+    assert not runner.is_alive(), "run() deadlocked on its own close()"
+    monkeypatch.undo()
+    ex.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("ftdag-worker-")]

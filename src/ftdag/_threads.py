@@ -105,6 +105,7 @@ task of this pool it only marks the pool closing, and the threads exit once the 
 from __future__ import annotations
 
 import pickle
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -147,7 +148,7 @@ class _Run(RunState):
     """One run's scheduling state: the shared :class:`~ftdag._runstate.RunState` plus what
     only the thread backend keeps; see the module docstring."""
 
-    __slots__ = ("fns", "queues", "cap", "done", "caller_waiting", "bell", "steals")
+    __slots__ = ("fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals")
 
     def __init__(self, plan: Plan, workers: int, cap: int, bound: int) -> None:
         super().__init__(plan, bound)
@@ -155,9 +156,25 @@ class _Run(RunState):
         self.queues: list[deque[int]] = [deque() for _ in range(workers)]  # one per slot, I2
         self.cap = cap  # I2
         self.done = not self.pending  # nothing more will happen: the caller may return
+        self.freeing = 0  # threads freeing values this run dropped (outside the lock, I5)
+        self.interrupted = False  # Ctrl-C reached the caller (set by _Interrupts)
         self.caller_waiting = False  # the caller sleeps on bell (module docstring)
         self.bell: threading.Lock | None = None  # made when the caller first waits; held unless rung
         self.steals = 0
+
+
+def _failure(run: _Run) -> BaseException:
+    """The exception ``run()`` raises for ``run.error``; clears it.
+
+    Built here, not in ``run()``, so that no frame on the raising path holds the task's
+    exception in a local: its traceback holds the worker frames that hold the run's values,
+    and a local would close a cycle that only the garbage collector could break.
+    """
+    task, exc = run.error  # type: ignore[misc]
+    run.error = None
+    if isinstance(exc, Exception):
+        return _task_failed(run.plan.dag._keys[task], exc)
+    return exc
 
 
 def _ring(run: _Run) -> None:
@@ -165,6 +182,42 @@ def _ring(run: _Run) -> None:
     if run.caller_waiting:
         run.caller_waiting = False
         run.bell.release()  # type: ignore[union-attr]  # made before caller_waiting was set
+
+
+class _Interrupts:
+    """While the main thread drives ``run``: SIGINT stops the run *before* Ctrl-C raises.
+
+    The handler in force (Python's default raises ``KeyboardInterrupt``) is wrapped: when it
+    raises, ``run.stopped`` and ``run.interrupted`` are set first, so no thread starts a task
+    of the run while the exception unwinds through the task it interrupted; and a Ctrl-C that
+    a finalizer swallowed still ends the run (``_drive`` checks ``interrupted``).  A handler
+    that does not raise is left to decide: the run goes on.  ``SIG_IGN`` and ``SIG_DFL`` are
+    left alone.
+    """
+
+    __slots__ = ("previous", "handler")
+
+    def __init__(self, run: _Run) -> None:
+        previous = signal.getsignal(signal.SIGINT)
+        self.previous = previous
+        self.handler = None
+        if not callable(previous):
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            try:
+                previous(signum, frame)
+            except BaseException:
+                run.stopped = True
+                run.interrupted = True
+                raise
+
+        self.handler = handler
+        signal.signal(signal.SIGINT, handler)
+
+    def restore(self) -> None:
+        if self.handler is not None and signal.getsignal(signal.SIGINT) is self.handler:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 class _Graph:
@@ -217,50 +270,63 @@ class ThreadPool:
         """Execute ``plan``, the calling thread helping; raise :class:`~ftdag.TaskError` (or a
         task's ``BaseException``)."""
         with self._run_lock:
-            if self._closing:
-                raise RuntimeError("this executor is closed")
-            if self._crash is not None:
-                self._check_crash()
-            if not self._started:
-                self._start_threads()
-            run = _Run(plan, self.workers, self._cap, self._bound)
-            if not run.done:
-                outer = current_pool()
-                _local.pool = self  # a task the caller runs that calls run() runs inline
-                try:
-                    self._drive(run)
-                except BaseException:
-                    run.stopped = True  # first, without the lock: no thread starts a task of it now
-                    with self._lock:
-                        self._stop(run)
-                        self._end(run)
-                    raise
-                finally:
-                    _local.pool = outer
+            outer = current_pool()
+            _local.pool = self  # from here on, close() or run() on this thread cannot wait for us
+            try:
+                if self._closing:
+                    raise RuntimeError("this executor is closed")
+                if self._crash is not None:
+                    self._check_crash()
+                if not self._started:
+                    self._start_threads()
+                run = _Run(plan, self.workers, self._cap, self._bound)
+                if not run.done:
+                    self._run_as_caller(run)
+            finally:
+                _local.pool = outer
         if self._crash is not None:
             self._check_crash()
         if run.error is not None:
-            task, exc = run.error
-            if isinstance(exc, Exception):
-                raise _task_failed(plan.dag._keys[task], exc) from exc
-            raise exc
+            raise _failure(run)
         return run.counters(self.workers, run.steals)
 
-    def _drive(self, run: _Run) -> None:
+    def _run_as_caller(self, run: _Run) -> None:
+        """Drive ``run`` on this thread; abandon it if anything (Ctrl-C) escapes."""
+        main = threading.get_ident() == _main_ident
+        handler = _Interrupts(run) if main else None
+        try:
+            self._drive(run, main)
+            if run.interrupted:  # a Ctrl-C that a finalizer swallowed
+                raise KeyboardInterrupt
+        except BaseException:
+            run.stopped = True  # first, without the lock: no thread starts a task of it now
+            with self._lock:
+                self._stop(run)
+                self._end(run)
+            raise
+        finally:
+            if handler is not None:
+                handler.restore()
+
+    def _drive(self, run: _Run, main: bool) -> None:
         """The caller's loop: run tasks as slot ``_caller_slot`` until ``run`` is over."""
         lock, c = self._lock, self._caller_slot
         dag = run.plan.dag
         ids = (dag._deps, dag._dependents, run.plan.template.solo)
         garbage: list[Any] = []
-        main = threading.get_ident() == _main_ident
         slice_s = _SIGNAL_SLICE_S if main else -1
         ctrl_c = (KeyboardInterrupt,) if main else ()  # what abandons the run when a task raises it
         with lock:
-            self._run = run
+            old, self._run = self._run, run  # an abandoned run is freed below, not under the lock
+            if self._crash is not None:  # a thread crashed since run() looked: start nothing
+                self._stop(run)
             self._dispatch(run, c)
             task = self._take(run, c)
             over = task == NO_TASK and self._caller_idle(run)
+        del old
         while not over:
+            if run.interrupted:
+                raise KeyboardInterrupt  # the handler stopped the run; a finalizer swallowed the raise
             if task != NO_TASK:
                 over = self._serve(c, run, task, ids, garbage, ctrl_c, True)
                 task = NO_TASK
@@ -279,6 +345,8 @@ class ThreadPool:
         """The caller found nothing to take: end the run if it is over (True), else mark the
         caller waiting on its bell (False).  With ``_lock`` held."""
         if run.done or self._crash is not None:
+            if not run.done:
+                self._stop(run)  # a pool thread crashed: nothing more of this run may start
             self._end(run)
             return True
         if run.bell is None:
@@ -454,11 +522,16 @@ class ThreadPool:
                 task = self._finish(run, w, task, result, error, solos, deps[task], dependents[task], garbage)
                 if task == NO_TASK:
                     task = self._take(run, w)
+                    if task == NO_TASK and caller and not garbage:
+                        over = self._caller_idle(run)
+            result = error = None
+            if garbage:  # freed here, outside the lock (I5); the run is not done before that
+                garbage.clear()
+                with lock:
+                    run.freeing -= 1
+                    self._check_done(run)
                     if task == NO_TASK and caller:
                         over = self._caller_idle(run)
-            result = error = None  # freed here, outside the lock (I5)
-            if garbage:
-                garbage.clear()
             if task == NO_TASK:
                 return over
 
@@ -560,6 +633,8 @@ class ThreadPool:
         elif not run.stopped:
             made = run.plan.finish(task, result, deps, dependents, garbage)
             run.pending -= 1
+            if garbage:
+                run.freeing += 1
             if made:
                 run.in_flight += 1  # made[0] runs next on this thread, in task's place
                 if len(made) > 1:
@@ -568,13 +643,21 @@ class ThreadPool:
                 self._dispatch(run, w)
             if made:
                 return made[0]
-        if not run.in_flight and (run.stopped or not run.pending):
+        else:
+            garbage.append(result)  # a result nobody will read: freed after the lock too
+            run.freeing += 1
+        self._check_done(run)
+        return NO_TASK
+
+    def _check_done(self, run: _Run) -> None:
+        """Mark ``run`` done once nothing runs, nothing is left to start, and every dropped
+        value was freed (so that finalizers have run when ``run()`` returns)."""
+        if not run.in_flight and not run.freeing and (run.stopped or not run.pending) and not run.done:
             run.done = True
             if self._watchers:
                 self._changed.notify_all()
             if run.caller_waiting:
                 _ring(run)
-        return NO_TASK
 
     def _stop(self, run: _Run) -> None:
         """Fail fast: drop every queued and ready task so that nothing more starts."""

@@ -37,6 +37,7 @@ import contextlib
 import multiprocessing
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from multiprocessing.context import get_spawning_popen
@@ -82,6 +83,28 @@ scheduler fails a test instead of hanging it: 30, or ``FTDAG_TEST_TIMEOUT`` if s
 there to catch deadlocks, not to measure speed: raise it on a loaded machine."""
 
 
+_SIGNAL_SLICE_S = 0.05
+
+
+def _wait_for(cond: threading.Condition, predicate: Callable[[], bool], timeout: float) -> bool:
+    """``cond.wait_for(predicate, timeout)``, in short slices on the main thread.
+
+    A task that the calling thread of ``run()`` runs may be the main thread, and Ctrl-C must
+    reach it: on free-threaded CPython 3.13 a SIGINT that arrives just before a lock wait
+    begins does not interrupt that wait, so the wait is cut into slices after which pending
+    signals are handled.
+    """
+    if threading.get_ident() != threading.main_thread().ident:
+        return cond.wait_for(predicate, timeout)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return predicate()
+        cond.wait(min(left, _SIGNAL_SLICE_S))
+    return True
+
+
 class Gate:
     """A door that tasks wait at until the test opens it or lets some through.
 
@@ -103,7 +126,7 @@ class Gate:
         with self._cond:
             self._arrived.append(key)
             self._cond.notify_all()
-            if not self._cond.wait_for(lambda: self._open or key in self._chosen or self._permits > 0, timeout):
+            if not _wait_for(self._cond, lambda: self._open or key in self._chosen or self._permits > 0, timeout):
                 raise TimeoutError(f"task {key!r} waited {timeout}s at a gate that never opened")
             if key in self._chosen:
                 self._chosen.discard(key)
