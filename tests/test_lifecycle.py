@@ -250,6 +250,17 @@ class Big:
     pass
 
 
+def tracked(refs: list) -> Big:
+    """A new :class:`Big`, with a weak reference to it added to ``refs``."""
+    obj = Big()
+    refs.append(weakref.ref(obj))
+    return obj
+
+
+def boom(*_):
+    raise ValueError("boom")
+
+
 @pytest.mark.parametrize("fail", [False, True], ids=["ok", "failed"])
 def test_idle_threads_keep_no_value_alive(fail):
     gate = Gate()
@@ -257,12 +268,7 @@ def test_idle_threads_keep_no_value_alive(fail):
 
     def make(i):
         gate.wait(i)  # both tasks run at once: one of them on a pool thread
-        obj = Big()
-        refs.append(weakref.ref(obj))
-        return obj
-
-    def boom(value):
-        raise ValueError("boom")
+        return tracked(refs)
 
     b = ftdag.DagBuilder()
     b.add_task("x", [], lambda: make("x"))
@@ -523,17 +529,8 @@ def test_run_returns_after_dropped_values_are_freed():
 
 def test_a_failed_runs_values_are_freed_without_the_cycle_collector():
     refs: list = []
-
-    def make():
-        obj = Big()
-        refs.append(weakref.ref(obj))
-        return obj
-
-    def boom(x):
-        raise ValueError("boom")
-
     b = ftdag.DagBuilder()
-    b.add_task("x", [], make)
+    b.add_task("x", [], lambda: tracked(refs))
     b.add_task("y", ["x"], boom)
     b.add_task("z", ["x"], lambda x: 1)
     dag = b.build()
