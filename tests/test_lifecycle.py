@@ -46,6 +46,16 @@ def independent(n, fn=lambda i: i):
     return b.build(), [f"t{i}" for i in range(n)]
 
 
+def callers_task_first(gate: Gate, roles: dict) -> None:
+    """Two tasks are at ``gate``: let the one the caller (the main thread) runs through first,
+    then, once it is through, the other; ``roles`` maps each key to the thread that runs it."""
+    arrived = gate.wait_for_arrivals(2, TIMEOUT)
+    first = next((k for k in arrived if roles[k] == "MainThread"), arrived[0])
+    gate.let_through(first)
+    gate.wait_for_passed(1, TIMEOUT)
+    gate.open()
+
+
 def require_main_thread():
     assert threading.current_thread() is threading.main_thread(), "signals reach the main thread only"
 
@@ -209,12 +219,7 @@ def test_ctrl_c_while_a_worker_frees_a_slow_value():
     main = threading.main_thread().ident
 
     def drive():
-        arrived = gate.wait_for_arrivals(2, TIMEOUT)
-        # Let the caller's branch finish first, so the caller is waiting, not running a task.
-        first = next((k for k in arrived if roles[k] == "MainThread"), arrived[0])
-        gate.let_through(first)
-        gate.wait_for_passed(1, TIMEOUT)
-        gate.open()
+        callers_task_first(gate, roles)  # so the caller is waiting, not running a task
         if in_del.wait(TIMEOUT):
             signal.pthread_kill(main, signal.SIGINT)
 
@@ -509,12 +514,7 @@ def test_run_returns_after_dropped_values_are_freed():
     dag = b.build()
 
     def drive():
-        arrived = gate.wait_for_arrivals(2, TIMEOUT)
-        # The caller's consumer ends first, so a pool thread frees the value.
-        first = next((k for k in arrived if roles[k] == "MainThread"), arrived[0])
-        gate.let_through(first)
-        gate.wait_for_passed(1, TIMEOUT)
-        gate.open()
+        callers_task_first(gate, roles)  # so a pool thread frees the value
 
     with threads(2) as ex:
         driver = threading.Thread(target=drive)
