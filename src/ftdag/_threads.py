@@ -6,7 +6,7 @@ Workers
 -------
 A run has ``max_workers`` *worker slots*.  Slots ``0 .. max_workers - 2`` are persistent
 pool threads (``ftdag-worker-<slot>``), started on the first run and joined by ``close()``;
-the last slot, :data:`CALLER`, is the thread that called ``run()``, which runs tasks like
+the last slot (``_caller_slot``) is the thread that called ``run()``, which runs tasks like
 any worker until the run is over.  So at most ``max_workers`` tasks run at once, the
 caller's included, and a small graph runs on the caller's thread with no wake-up latency.
 
