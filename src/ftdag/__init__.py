@@ -17,15 +17,21 @@ On a free-threaded build with the GIL off, the default backend runs tasks on wor
 that share results by reference; elsewhere it uses worker processes.
 """
 
-from .config import Backend, ExecutorConfig, available_cpus
+from ._context import CancelToken, TaskContext, current_task
+from ._options import TaskOptions
+from .config import Backend, ExecutorConfig, OnError, available_cpus
 from .errors import (
     BuildError,
     CycleError,
     DuplicateKeyError,
     EmptyGraphError,
     MissingDependencyError,
+    RunCancelledError,
+    RunFailedError,
+    RunTimeoutError,
     SerializationError,
     TaskError,
+    TaskTimeoutError,
     UnknownKeyError,
     UnknownOutputError,
     WorkerCrashedError,
@@ -39,6 +45,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "BuildError",
+    "CancelToken",
     "CycleError",
     "Dag",
     "DagBuilder",
@@ -47,13 +54,21 @@ __all__ = [
     "Executor",
     "ExecutorConfig",
     "MissingDependencyError",
+    "OnError",
+    "RunCancelledError",
+    "RunFailedError",
     "RunResult",
     "RunStats",
+    "RunTimeoutError",
     "SerializationError",
+    "TaskContext",
     "TaskError",
+    "TaskOptions",
+    "TaskTimeoutError",
     "UnknownKeyError",
     "UnknownOutputError",
     "WorkerCrashedError",
     "available_cpus",
+    "current_task",
     "gil_enabled",
 ]

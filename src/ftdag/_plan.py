@@ -40,7 +40,7 @@ class _Template:
     every run of that request, on every thread; a :class:`Plan` copies the mutable counts.
     """
 
-    __slots__ = ("tasks", "initial", "executed", "remaining", "consumers", "solo")
+    __slots__ = ("tasks", "initial", "executed", "remaining", "consumers", "solo", "scheduled")
 
     def __init__(self, dag: Dag, output_ids: list[int]) -> None:
         fns, deps = dag._fns, dag._deps
@@ -68,6 +68,11 @@ class _Template:
         self.remaining = remaining  # the counts a run starts from (module docstring)
         self.consumers = consumers  # the counts a run starts from (module docstring)
         self.solo = solo_links(dag, tasks, remaining, consumers, set(output_ids))  # NO_TASK or the link
+        options = dag._options
+        # Whether a planned task has retries or a timeout: then no run of this plan is plain.
+        self.scheduled = options is not None and any(
+            (o := options[t]) is not None and o.scheduled for t in tasks
+        )
 
 
 def solo_links(
@@ -97,7 +102,9 @@ def solo_links(
 class Plan:
     """The mutable state of one run: values, remaining-dependency and consumer counts."""
 
-    __slots__ = ("dag", "template", "outputs", "tasks", "initial", "executed", "values", "remaining", "consumers")
+    __slots__ = (
+        "dag", "template", "outputs", "tasks", "initial", "executed", "values", "remaining", "consumers", "scheduled",
+    )
 
     def __init__(self, dag: Dag, outputs: Iterable[Hashable] | Hashable) -> None:
         output_ids = dag._output_ids(outputs)
@@ -108,6 +115,7 @@ class Plan:
         self.tasks = template.tasks
         self.initial = template.initial
         self.executed = template.executed
+        self.scheduled = template.scheduled  # a planned task has retries or a timeout
         self.values = list(dag._values)
         self.remaining = template.remaining.copy()
         self.consumers = template.consumers.copy()
@@ -141,6 +149,33 @@ class Plan:
             if not left:
                 made.append(u)
         return made
+
+    def skip_after(self, task: int, garbage: list[object] | None = None) -> list[int]:
+        """``task`` failed for good: no planned task that depends on it, directly or not, will
+        run.  Returns those tasks (not yet skipped), marks them ``NOT_PLANNED`` so they never
+        become ready, and drops the inputs that only they and ``task`` still needed (into
+        ``garbage`` if given).  Not thread-safe, like :meth:`finish`."""
+        dag = self.dag
+        deps, dependents = dag._deps, dag._dependents
+        values, consumers, remaining = self.values, self.consumers, self.remaining
+        skipped = []
+        stack = [task]
+        remaining[task] = NOT_PLANNED
+        while stack:
+            t = stack.pop()
+            for d in deps[t]:
+                left = consumers[d] - 1
+                consumers[d] = left
+                if not left:
+                    if garbage is not None:
+                        garbage.append(values[d])
+                    values[d] = None
+            for u in dependents[t]:
+                if remaining[u] > 0:  # planned, waiting: now it never will run
+                    remaining[u] = NOT_PLANNED
+                    skipped.append(u)
+                    stack.append(u)
+        return skipped
 
     def results(self) -> dict[Hashable, object]:
         keys, values = self.dag._keys, self.values

@@ -107,10 +107,13 @@ from __future__ import annotations
 import pickle
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ._attempt import SaveFailed, run_attempt
+from ._context import CONTINUE, RETRY_NOW, STOP, RunContext, TaskContext, register_frame
 from ._plan import NO_TASK, Plan
 from ._runstate import RunState
 from .config import ExecutorConfig
@@ -148,10 +151,15 @@ class _Run(RunState):
     """One run's scheduling state: the shared :class:`~ftdag._runstate.RunState` plus what
     only the thread backend keeps; see the module docstring."""
 
-    __slots__ = ("fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals")
+    __slots__ = (
+        "fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals", "ctx",
+        "no_solo",
+    )
 
-    def __init__(self, plan: Plan, workers: int, cap: int, bound: int) -> None:
+    def __init__(self, plan: Plan, workers: int, cap: int, bound: int, ctx: RunContext | None = None) -> None:
         super().__init__(plan, bound)
+        self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
+        self.no_solo = None if ctx is None else [NO_TASK] * len(plan.values)  # a run with a context links nothing
         self.fns = plan.dag._fns  # None for a source
         self.queues: list[deque[int]] = [deque() for _ in range(workers)]  # one per slot, I2
         self.cap = cap  # I2
@@ -161,6 +169,10 @@ class _Run(RunState):
         self.caller_waiting = False  # the caller sleeps on bell (module docstring)
         self.bell: threading.Lock | None = None  # made when the caller first waits; held unless rung
         self.steals = 0
+
+    def halted(self) -> bool:
+        """Whether a task of this run should stop early (``current_task().cancelled``)."""
+        return self.stopped or (self.ctx is not None and self.ctx.halted())
 
 
 def _failure(run: _Run) -> BaseException:
@@ -266,9 +278,10 @@ class ThreadPool:
 
     # -- the caller's side ----------------------------------------------------------------------
 
-    def run(self, plan: Plan) -> dict[str, int]:
+    def run(self, plan: Plan, ctx: RunContext | None = None) -> dict[str, int]:
         """Execute ``plan``, the calling thread helping; raise :class:`~ftdag.TaskError` (or a
-        task's ``BaseException``)."""
+        task's ``BaseException``).  With ``ctx``, failures are the context's to report
+        (:mod:`ftdag._context`); only a ``BaseException`` is raised here."""
         with self._run_lock:
             outer = current_pool()
             _local.pool = self  # from here on, close() or run() on this thread cannot wait for us
@@ -279,7 +292,7 @@ class ThreadPool:
                     self._check_crash()
                 if not self._started:
                     self._start_threads()
-                run = _Run(plan, self.workers, self._cap, self._bound)
+                run = _Run(plan, self.workers, self._cap, self._bound, ctx)
                 if not run.done:
                     self._run_as_caller(run)
             finally:
@@ -288,6 +301,8 @@ class ThreadPool:
             self._check_crash()
         if run.error is not None:
             raise _failure(run)
+        if ctx is not None:
+            ctx.drop_timers()
         return run.counters(self.workers, run.steals)
 
     def _run_as_caller(self, run: _Run) -> None:
@@ -312,7 +327,7 @@ class ThreadPool:
         """The caller's loop: run tasks as slot ``_caller_slot`` until ``run`` is over."""
         lock, c = self._lock, self._caller_slot
         dag = run.plan.dag
-        ids = (dag._deps, dag._dependents, run.plan.template.solo)
+        ids = (dag._deps, dag._dependents, run.plan.template.solo if run.no_solo is None else run.no_solo)
         garbage: list[Any] = []
         slice_s = _SIGNAL_SLICE_S if main else -1
         ctrl_c = (KeyboardInterrupt,) if main else ()  # what abandons the run when a task raises it
@@ -332,7 +347,8 @@ class ThreadPool:
                 task = NO_TASK
                 continue
             bell = run.bell
-            got = bell.acquire(True, slice_s)  # type: ignore[union-attr]  # made by _caller_idle
+            wait = slice_s if run.ctx is None else _idle_wait(run.ctx, slice_s)
+            got = bell.acquire(True, wait)  # type: ignore[union-attr]  # made by _caller_idle
             with lock:
                 if run.caller_waiting:  # not rung: the slice ran out
                     run.caller_waiting = False
@@ -459,7 +475,10 @@ class ThreadPool:
                 run, task = self._next(w)
             if run is None:
                 return
-            self._serve(w, run, task, self._graph(w, run).ids, garbage, (), False)
+            ids = self._graph(w, run).ids
+            if run.no_solo is not None:
+                ids = (ids[0], ids[1], run.no_solo)
+            self._serve(w, run, task, ids, garbage, (), False)
             run = None  # hold nothing of a finished run while idle
 
     def _next(self, w: int) -> tuple[_Run | None, int]:
@@ -473,10 +492,15 @@ class ThreadPool:
                 run = None  # hold nothing of a run while asleep: it may end meanwhile
             elif self._closing:
                 return None, NO_TASK
+            wait = None
+            run = self._run
+            if run is not None and run.ctx is not None:
+                wait = _idle_wait(run.ctx, -1)  # a retry may be waiting for its time
+            run = None
             self._idle += 1
             if self._watchers:
                 self._changed.notify_all()
-            self._wake.wait()
+            self._wake.wait(None if wait is None or wait < 0 else wait)
             self._idle -= 1
 
     def _serve(
@@ -492,7 +516,7 @@ class ThreadPool:
         its answer, whether the run is over, is returned.
         """
         lock = self._lock
-        fns, values = run.fns, run.values
+        fns, values, ctx = run.fns, run.values, run.ctx
         deps, dependents, solo = ids
         while True:
             solos = 0
@@ -500,8 +524,13 @@ class ThreadPool:
             while True:
                 ds = deps[task]
                 try:
+                    if ctx is not None:  # retries, timeouts, a store: ftdag._attempt
+                        result = run_attempt(ctx, task, fns[task], [values[d] for d in ds], run.halted)
                     # One dependency is the common case (chains, maps); skip the argument list.
-                    result = fns[task](values[ds[0]]) if len(ds) == 1 else fns[task](*[values[d] for d in ds])
+                    elif len(ds) == 1:
+                        result = fns[task](values[ds[0]])
+                    else:
+                        result = fns[task](*[values[d] for d in ds])
                 except ctrl_c:
                     raise  # Ctrl-C in a task the main thread runs: abandon the run (module docstring)
                 except BaseException as exc:  # even SystemExit must not kill the worker
@@ -593,6 +622,8 @@ class ThreadPool:
         Taking a task out of a queue makes room in it, so ready tasks are dispatched again:
         the queues stay as full as I1 and I2 allow.
         """
+        if run.ctx is not None:
+            self._poll(run)
         if run.stopped:
             return NO_TASK
         queues = run.queues
@@ -626,6 +657,8 @@ class ThreadPool:
         run.in_flight -= 1
         if solos:
             run.pending -= solos
+        if run.ctx is not None:
+            return self._finish_with_context(run, w, task, result, error, deps, dependents, garbage)
         if error is not None:
             if run.error is None:
                 run.error = (task, error)
@@ -649,6 +682,68 @@ class ThreadPool:
         self._check_done(run)
         return NO_TASK
 
+    def _finish_with_context(
+        self, run: _Run, w: int, task: int, result: object, error: BaseException | None,
+        deps: tuple[int, ...], dependents: tuple[int, ...], garbage: list[Any],
+    ) -> int:
+        """:meth:`_finish` for a run with a context: its failure policy decides (ftdag._context)."""
+        ctx = run.ctx
+        assert ctx is not None
+        made: list[int] = []
+        if error is not None:
+            if isinstance(error, SaveFailed):
+                action = ctx.failure(run.plan, task, error.error.__cause__ or error.error, error.error, False, garbage)
+            else:
+                action = ctx.failure(run.plan, task, error, None, True, garbage)
+            if action == STOP:
+                if not isinstance(error, Exception) and run.error is None:
+                    run.error = (task, error)  # a BaseException: run() re-raises it as it is
+                self._stop(run)
+            elif action == RETRY_NOW:
+                run.ready.push([task])
+            elif action == CONTINUE:
+                run.pending -= ctx.settled
+            else:  # RETRY_LATER: wake a sleeper, so that one waits for the retry's time
+                if self._idle:
+                    self._wake.notify()
+                _ring(run)
+        else:  # it completed, even if the run was stopped meanwhile (its result is reported)
+            made = run.plan.finish(task, result, deps, dependents, garbage)
+            ctx.succeeded(task)
+            run.pending -= 1
+            if run.stopped or ctx.halted():
+                self._stop(run)
+                made = []
+            elif made:
+                run.in_flight += 1  # made[0] runs next on this thread, in task's place
+                if len(made) > 1:
+                    run.ready.push(made[1:])
+        if garbage:
+            run.freeing += 1
+        if run.ready:
+            self._dispatch(run, w)
+        if made:
+            return made[0]
+        self._check_done(run)
+        return NO_TASK
+
+    def _poll(self, run: _Run) -> None:
+        """A run with a context, before a task is taken: stop it if it is cancelled or past
+        its deadline, and make the retries that are due ready."""
+        ctx = run.ctx
+        assert ctx is not None
+        if run.stopped:
+            return
+        if ctx.halted():
+            self._stop(run)
+            self._check_done(run)
+            return
+        due = ctx.next_due()
+        if due is not None:
+            tasks = ctx.release_due(time.monotonic())
+            if tasks:
+                run.ready.push(tasks)
+
     def _check_done(self, run: _Run) -> None:
         """Mark ``run`` done once nothing runs, nothing is left to start, and every dropped
         value was freed (so that finalizers have run when ``run()`` returns)."""
@@ -666,3 +761,29 @@ class ThreadPool:
             run.in_flight -= len(q)
             q.clear()
         run.ready.clear()
+        if run.ctx is not None:
+            run.ctx.drop_timers()
+
+
+def _idle_wait(ctx: RunContext, slice_s: float) -> float:
+    """How long an idle thread of a run with a context may sleep: until the next retry is due
+    (or the deadline, if sooner), and in slices while a cancel token could fire; ``slice_s``
+    if that is shorter, -1 for as long as it takes."""
+    due = ctx.next_due()
+    if due is None:
+        return slice_s
+    if ctx.deadline is not None and ctx.deadline < due:
+        due = ctx.deadline
+    wait = max(0.0, due - time.monotonic())
+    if ctx.cancel is not None:
+        wait = min(wait, _SIGNAL_SLICE_S)
+    return wait if slice_s < 0 else min(wait, slice_s)
+
+
+def _read_frame(frame: Any) -> TaskContext:
+    """current_task() in a task of a plain run: the task is ``task`` of :meth:`ThreadPool._serve`."""
+    run = frame.f_locals["run"]
+    return TaskContext(run.plan.dag._keys[frame.f_locals["task"]], 1, run.halted)
+
+
+register_frame(ThreadPool._serve.__code__, _read_frame)

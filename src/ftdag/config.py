@@ -6,10 +6,12 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["BACKENDS", "Backend", "ExecutorConfig", "available_cpus"]
+__all__ = ["BACKENDS", "ON_ERROR", "Backend", "ExecutorConfig", "OnError", "available_cpus", "check_on_error"]
 
 BACKENDS = ("auto", "threads", "processes", "sequential")
 Backend = Literal["auto", "threads", "processes", "sequential"]
+ON_ERROR = ("fail_fast", "keep_going")
+OnError = Literal["fail_fast", "keep_going"]
 
 
 def available_cpus() -> int:
@@ -38,6 +40,10 @@ class ExecutorConfig:
     backend:
         ``"threads"``, ``"processes"``, ``"sequential"``, or ``"auto"``: threads when the
         GIL is off at the time of ``run()``, processes otherwise.
+    on_error:
+        What a task that fails for good does to a run, unless ``run(on_error=...)`` says:
+        ``"fail_fast"`` (raise :class:`~ftdag.TaskError`) or ``"keep_going"`` (run what does
+        not depend on it, and report; see :meth:`ftdag.Executor.run`).
 
     ``max_workers`` and ``max_in_flight`` are ints once the config is made (``None`` asks
     for the default).
@@ -47,6 +53,7 @@ class ExecutorConfig:
     max_in_flight: int
     worker_queue_cap: int
     backend: Backend
+    on_error: OnError
 
     def __init__(
         self,
@@ -54,6 +61,7 @@ class ExecutorConfig:
         max_in_flight: int | None = None,
         worker_queue_cap: int = 2,
         backend: Backend = "auto",
+        on_error: OnError = "fail_fast",
     ) -> None:
         if max_workers is None:
             max_workers = available_cpus()
@@ -66,9 +74,10 @@ class ExecutorConfig:
             raise TypeError(f"ExecutorConfig.backend must be a str, got {type(backend).__name__}: {backend!r}")
         if backend not in BACKENDS:
             raise ValueError(f"ExecutorConfig.backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
+        check_on_error("ExecutorConfig.on_error", on_error)
         for name, value in (
             ("max_workers", max_workers), ("max_in_flight", max_in_flight),
-            ("worker_queue_cap", worker_queue_cap), ("backend", backend),
+            ("worker_queue_cap", worker_queue_cap), ("backend", backend), ("on_error", on_error),
         ):
             object.__setattr__(self, name, value)
 
@@ -83,3 +92,8 @@ def _check_count(field: str, value: object) -> None:
         raise TypeError(f"ExecutorConfig.{field} must be an int, got {type(value).__name__}: {value!r}")
     if value < 1:
         raise ValueError(f"ExecutorConfig.{field} must be >= 1, got {value}")
+
+
+def check_on_error(what: str, value: object) -> None:
+    if not isinstance(value, str) or value not in ON_ERROR:
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, ON_ERROR))}; got {value!r}")

@@ -10,6 +10,7 @@ between processes, and users log or ship them).
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 __all__ = [
     "BuildError",
@@ -17,8 +18,12 @@ __all__ = [
     "DuplicateKeyError",
     "EmptyGraphError",
     "MissingDependencyError",
+    "RunCancelledError",
+    "RunFailedError",
+    "RunTimeoutError",
     "SerializationError",
     "TaskError",
+    "TaskTimeoutError",
     "UnknownKeyError",
     "UnknownOutputError",
     "WorkerCrashedError",
@@ -115,14 +120,26 @@ UnknownOutputError = UnknownKeyError
 
 
 class TaskError(Exception):
-    """A task raised.  ``.key`` names it; ``__cause__`` is the task's own exception."""
+    """A task failed for good.  ``.key`` names it; ``__cause__`` is the task's own exception
+    (of its last attempt); ``.attempts`` says how many times it ran (1 without retries)."""
+
+    attempts: int = 1
 
     def __init__(self, key: Hashable, message: str | None = None) -> None:
         self.key = key
         super().__init__(message or f"task {key!r} failed")
 
     def __reduce__(self):  # keep .key across pickling (the process backend sends these)
-        return (type(self), (self.key, self.args[0] if self.args else None))
+        return (_rebuild, (type(self), self._args(), self.attempts))
+
+    def _args(self) -> tuple:
+        return (self.key, self.args[0] if self.args else None)
+
+
+def _rebuild(cls: type[TaskError], args: tuple, attempts: int) -> TaskError:
+    err = cls(*args)
+    err.attempts = attempts
+    return err
 
 
 class SerializationError(TaskError):
@@ -138,15 +155,76 @@ class SerializationError(TaskError):
         self.what = what
         super().__init__(key, message)
 
-    def __reduce__(self):
-        return (type(self), (self.key, self.args[0] if self.args else None, self.what))
+    def _args(self) -> tuple:
+        return (self.key, self.args[0] if self.args else None, self.what)
 
 
-def _task_failed(key: Hashable, exc: BaseException) -> TaskError:
+def _task_failed(key: Hashable, exc: BaseException, attempts: int = 1) -> TaskError:
     """The :class:`TaskError` for task ``key`` raising ``exc`` (chained as its cause)."""
-    err = TaskError(key, f"task {key!r} failed: {type(exc).__name__}: {exc}")
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    err = TaskError(key, f"task {key!r} failed{tries}: {type(exc).__name__}: {exc}")
     err.__cause__ = exc
+    err.attempts = attempts
     return err
+
+
+class TaskTimeoutError(TimeoutError):
+    """One attempt of task ``.key`` ran longer than its ``timeout`` (``.timeout`` seconds).
+
+    It is what the attempt failed with: retried if the task's ``retry_on`` covers it, and
+    otherwise the ``__cause__`` of the task's :class:`TaskError`.  On threads the attempt's
+    call is abandoned, not stopped: it runs on until it returns (see ``current_task()``).
+    """
+
+    def __init__(self, key: Hashable, timeout: float) -> None:
+        self.key = key
+        self.timeout = timeout
+        super().__init__(f"task {key!r} timed out after {timeout:g} s")
+
+    def __reduce__(self):
+        return (type(self), (self.key, self.timeout))
+
+
+class RunCancelledError(Exception):
+    """The run was cancelled (``run(..., cancel=token)``): nothing new started after that.
+
+    ``.result`` is a :class:`~ftdag.RunResult` of what completed: the requested outputs
+    that were computed, its ``failed`` and ``skipped`` reports, and its stats.
+    """
+
+    def __init__(self, message: str = "the run was cancelled", result: Any = None) -> None:
+        self.result = result
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.result))
+
+
+class RunTimeoutError(RunCancelledError, TimeoutError):
+    """The run reached its deadline (``run(..., timeout=seconds)``); ``.result`` as for
+    :class:`RunCancelledError`."""
+
+
+class RunFailedError(ExceptionGroup):  # noqa: F821 (a builtin since 3.11)
+    """Tasks of a keep-going run failed: raised by :meth:`~ftdag.RunResult.raise_for_failures`.
+
+    Its ``exceptions`` are the :class:`TaskError` s, in the order the tasks failed; ``.result``
+    is the partial :class:`~ftdag.RunResult`.
+    """
+
+    def __new__(cls, message: str, exceptions: Sequence[Exception], result: Any = None) -> RunFailedError:
+        self = super().__new__(cls, message, exceptions)
+        self.result = result
+        return self
+
+    def __init__(self, message: str, exceptions: Sequence[Exception], result: Any = None) -> None:
+        super().__init__(message, exceptions)
+
+    def derive(self, excs: Sequence[Exception]) -> RunFailedError:  # type: ignore[override]
+        return RunFailedError(self.message, excs, self.result)
+
+    def __reduce__(self):
+        return (type(self), (self.message, list(self.exceptions), self.result))
 
 
 class WorkerCrashedError(TaskError):
@@ -174,5 +252,5 @@ class WorkerCrashedError(TaskError):
             message = f"worker process died ({how}) while running task {key!r}"
         super().__init__(key, message)
 
-    def __reduce__(self):
-        return (type(self), (self.key, self.exitcode, self.during_startup))
+    def _args(self) -> tuple:
+        return (self.key, self.exitcode, self.during_startup)

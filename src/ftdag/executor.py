@@ -13,9 +13,11 @@ from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import _sequential
+from ._context import CancelToken, RunContext
 from ._plan import Plan
 from ._threads import ThreadPool, current_pool
-from .config import ExecutorConfig
+from .config import ExecutorConfig, OnError, check_on_error
+from .errors import RunCancelledError, RunTimeoutError
 from .graph import Dag
 from .results import RunResult, RunStats
 
@@ -98,35 +100,86 @@ class Executor:
     def closed(self) -> bool:
         return self._closed
 
-    def run(self, dag: Dag, outputs: Iterable[Hashable] | Hashable) -> RunResult:
+    def run(
+        self,
+        dag: Dag,
+        outputs: Iterable[Hashable] | Hashable,
+        *,
+        on_error: OnError | None = None,
+        max_failures: int | None = None,
+        cancel: CancelToken | None = None,
+        timeout: float | None = None,
+        store: Any = None,
+    ) -> RunResult:
         """Execute the ancestors of ``outputs`` in ``dag``, each once, and return the outputs.
 
         ``outputs`` is a list (or another iterable) of keys, or one key: a ``tuple`` is always
         one key, as in dask, and so are ``str``, ``bytes`` and any non-iterable.  Unknown keys
-        raise :class:`~ftdag.UnknownKeyError` before anything runs.  A task that raises stops
-        the run: no further task starts, running ones are waited for, and
-        :class:`~ftdag.TaskError` is raised with the task's exception as ``__cause__`` (a
-        ``BaseException`` such as ``KeyboardInterrupt`` is re-raised as it is).  The executor
-        stays usable.
+        raise :class:`~ftdag.UnknownKeyError` before anything runs.  The executor stays usable
+        whatever happens.
+
+        Failures (a task fails *for good* once its retries, if any, are spent):
+
+        - ``on_error="fail_fast"`` (the default, or ``ExecutorConfig.on_error``): the first
+          task that fails for good stops the run: no further task starts, running ones are
+          waited for, and :class:`~ftdag.TaskError` is raised with the task's exception as
+          ``__cause__`` (a ``BaseException`` such as ``KeyboardInterrupt`` is re-raised as it
+          is, in every mode).
+        - ``on_error="keep_going"``: every planned task that does not depend on a failed one
+          still runs; the run returns normally, reporting ``result.failed`` and
+          ``result.skipped`` (see :class:`~ftdag.RunResult`).  ``max_failures=N`` stops it
+          (nothing new starts; the rest is reported as skipped) once N tasks failed.
+        - ``cancel``: a :class:`~ftdag.CancelToken`; once it is cancelled nothing new starts,
+          running tasks are waited for, and :class:`~ftdag.RunCancelledError` is raised, its
+          ``.result`` holding what completed.  ``timeout``: seconds; at the deadline the same
+          happens, with :class:`~ftdag.RunTimeoutError`.
+        - ``store``: a result store (:mod:`ftdag.store`): results are saved as tasks succeed,
+          and a later run loads what is stored instead of computing it.
         """
         self._check(dag)
+        ctx_args = _policy(self.config.on_error if on_error is None else on_error, max_failures, cancel, timeout, store)
         backend = self._choose_backend()
         if backend == "threads" and self._threads is not None and current_pool() is self._threads:
             backend = "sequential"  # a nested run from one of our own workers: run it inline
         plan = Plan(dag, outputs)
         start = time.perf_counter()
-        if backend == "sequential":
-            counters = _sequential.run_plan(plan)
-        else:
-            counters = self._pool(backend).run(plan)
-        return self._result(plan, backend, start, counters)
+        if ctx_args is None and not plan.scheduled:
+            if backend == "sequential":
+                counters = _sequential.run_plan(plan)
+            else:
+                counters = self._pool(backend).run(plan)
+            return self._result(plan, backend, start, counters)
+        ctx = RunContext(plan, **(ctx_args or _DEFAULT_POLICY))
+        if store is not None:
+            from . import _resume
 
-    def run_sequential(self, dag: Dag, outputs: Iterable[Hashable] | Hashable) -> RunResult:
-        """Like :meth:`run`, but always on the calling thread, whatever the backend."""
+            plan = _resume.prepare(plan, ctx, store)
+        if backend == "sequential":
+            counters = _sequential.run_plan(plan, ctx)
+        else:
+            counters = self._pool(backend).run(plan, ctx)
+        return self._outcome(plan, ctx, backend, start, counters)
+
+    def run_sequential(self, dag: Dag, outputs: Iterable[Hashable] | Hashable, **policy: Any) -> RunResult:
+        """Like :meth:`run` (and with its keyword arguments), but always on the calling thread,
+        whatever the backend."""
         self._check(dag)
         plan = Plan(dag, outputs)
         start = time.perf_counter()
-        return self._result(plan, "sequential", start, _sequential.run_plan(plan))
+        ctx_args = _policy(
+            policy.pop("on_error", None) or self.config.on_error, policy.pop("max_failures", None),
+            policy.pop("cancel", None), policy.pop("timeout", None), policy.pop("store", None),
+        )
+        if policy:
+            raise TypeError(f"run_sequential() got unexpected keyword argument(s) {', '.join(map(repr, policy))}")
+        if ctx_args is None and not plan.scheduled:
+            return self._result(plan, "sequential", start, _sequential.run_plan(plan))
+        ctx = RunContext(plan, **(ctx_args or _DEFAULT_POLICY))
+        if ctx.store is not None:
+            from . import _resume
+
+            plan = _resume.prepare(plan, ctx, ctx.store)
+        return self._outcome(plan, ctx, "sequential", start, _sequential.run_plan(plan, ctx))
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -147,6 +200,30 @@ class Executor:
             **counters,
         )
         return RunResult(plan.results(), stats)
+
+    @classmethod
+    def _outcome(cls, plan: Plan, ctx: RunContext, backend: str, start: float, counters: dict[str, int]) -> RunResult:
+        """The result of a run with a context, or the exception it ends with."""
+        wall = time.perf_counter() - start
+        if ctx.reason == "failed" and ctx.on_error == "fail_fast":
+            raise ctx.first_error()
+        outputs, failed, skipped = ctx.report(plan)
+        stats = RunStats(
+            executed=plan.executed,
+            pruned=len(plan.dag) - plan.executed,
+            backend=backend,
+            wall_s=wall,
+            **counters,
+            **ctx.counters(),
+            failed=len(failed or ()),
+            skipped=len(skipped),
+        )
+        result = RunResult(outputs, stats, failed, skipped)
+        if ctx.reason == "cancelled":
+            raise RunCancelledError("the run was cancelled (its CancelToken was cancelled)", result)
+        if ctx.reason == "timeout":
+            raise RunTimeoutError("the run reached its timeout", result)
+        return result
 
     def _choose_backend(self) -> str:
         backend = self.config.backend
@@ -188,6 +265,40 @@ class Executor:
             self._finalizer.detach()
         pools = [p for p in (self._threads, self._processes) if p is not None]
         self._finalizer = weakref.finalize(self, _close_all, pools)
+
+
+_DEFAULT_POLICY: dict[str, Any] = {
+    "on_error": "fail_fast", "max_failures": None, "cancel": None, "timeout": None, "store": None,
+}
+
+
+def _policy(
+    on_error: str, max_failures: int | None, cancel: CancelToken | None, timeout: float | None, store: Any,
+) -> dict[str, Any] | None:
+    """The validated run policy, or None for a plain fail-fast run (module ftdag._context)."""
+    check_on_error("on_error", on_error)
+    if max_failures is not None:
+        if isinstance(max_failures, bool) or not isinstance(max_failures, int):
+            raise TypeError(f"max_failures must be None or an int, got {type(max_failures).__name__}: {max_failures!r}")
+        if max_failures < 1:
+            raise ValueError(f"max_failures must be >= 1, got {max_failures}")
+    if cancel is not None and not isinstance(cancel, CancelToken):
+        raise TypeError(f"cancel must be an ftdag.CancelToken, got {type(cancel).__name__}: {cancel!r}")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"timeout must be None or a number of seconds, got {type(timeout).__name__}: {timeout!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    if store is not None:
+        missing = [m for m in ("load", "save", "delete", "clear", "__len__") if not callable(getattr(store, m, None))]
+        if missing:
+            raise TypeError(
+                f"store must be a result store (ftdag.MemoryStore, DirectoryStore, SQLiteStore, or an object with "
+                f"load, save, delete, clear and __len__); {type(store).__name__} lacks {', '.join(missing)}"
+            )
+    if on_error == "fail_fast" and max_failures is None and cancel is None and timeout is None and store is None:
+        return None
+    return {"on_error": on_error, "max_failures": max_failures, "cancel": cancel, "timeout": timeout, "store": store}
 
 
 def _close_all(pools: list) -> None:

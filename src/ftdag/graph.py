@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
+from ._options import TaskOptions, task_options
 from .errors import CycleError, DuplicateKeyError, EmptyGraphError, MissingDependencyError, UnknownKeyError
 
 __all__ = ["Dag", "DagBuilder"]
@@ -41,6 +42,7 @@ class DagBuilder:
     def __init__(self) -> None:
         # key -> (deps tuple | _SOURCE, fn | None, value)
         self._nodes: dict[Hashable, tuple[Any, Callable[..., Any] | None, Any]] = {}
+        self._options: dict[Hashable, TaskOptions] = {}  # the tasks that have options (ftdag._options)
 
     def add_source(self, key: Hashable, value: Any) -> None:
         """Add a node whose value is ``value``."""
@@ -49,10 +51,30 @@ class DagBuilder:
             raise DuplicateKeyError(key)
         self._nodes[key] = (_SOURCE, None, value)
 
-    def add_task(self, key: Hashable, deps: list[Hashable] | tuple[Hashable, ...], fn: Callable[..., Any]) -> None:
+    def add_task(
+        self,
+        key: Hashable,
+        deps: list[Hashable] | tuple[Hashable, ...],
+        fn: Callable[..., Any],
+        *,
+        retries: int = 0,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        retry_delay: float = 0.0,
+        timeout: float | None = None,
+        cache: bool = True,
+        version: str | None = None,
+    ) -> None:
         """Add a node computed as ``fn(*values_of(deps))``.
 
         ``deps`` is a list or tuple of keys (possibly empty, possibly repeating a key).
+
+        Failure handling (see :mod:`ftdag._options` for the exact rules): ``retries`` extra
+        attempts for the exceptions in ``retry_on``, the first after ``retry_delay`` seconds,
+        doubling, with jitter; ``timeout`` seconds per attempt (then
+        :class:`~ftdag.TaskTimeoutError`).  Result stores: ``cache=False`` keeps this task
+        (and what depends on it) out of the store; ``version`` names the task's code in
+        fingerprints instead of its function's bytecode.  Invalid values raise ``TypeError``
+        or ``ValueError`` naming the task and the argument.
         """
         _check_hashable("task key", key)
         if not isinstance(deps, (list, tuple)):
@@ -68,9 +90,15 @@ class DagBuilder:
                 ) from None
         if not callable(fn):
             raise TypeError(f"fn of task {key!r} must be callable, got {type(fn).__name__}: {fn!r}")
+        options = task_options(
+            key, retries=retries, retry_on=retry_on, retry_delay=retry_delay, timeout=timeout, cache=cache,
+            version=version,
+        )
         if key in self._nodes:
             raise DuplicateKeyError(key)
         self._nodes[key] = (tuple(deps), fn, None)
+        if options is not None:
+            self._options[key] = options
 
     def build(self) -> Dag:
         """Validate the nodes and compile them into an immutable :class:`Dag`.
@@ -116,6 +144,7 @@ class DagBuilder:
             deps=[tuple(new_id[d] for d in deps_of[i]) for i in order],
             fns=[nodes[keys[i]][1] for i in order],
             values=[nodes[keys[i]][2] for i in order],
+            options=[self._options.get(keys[i]) for i in order] if self._options else None,
         )
 
 
@@ -144,9 +173,14 @@ class Dag:
     Reusable across runs and threads.  Use :class:`DagBuilder` to make one.
     """
 
-    __slots__ = ("_keys", "_ids", "_deps", "_dependents", "_fns", "_values", "_n_sources", "_plans", "_plans_lock")
+    __slots__ = (
+        "_keys", "_ids", "_deps", "_dependents", "_fns", "_values", "_options", "_n_sources", "_plans", "_plans_lock",
+    )
 
-    def __init__(self, *, keys: list[Hashable], deps: list[tuple[int, ...]], fns: list, values: list) -> None:
+    def __init__(
+        self, *, keys: list[Hashable], deps: list[tuple[int, ...]], fns: list, values: list,
+        options: list[TaskOptions | None] | None = None,
+    ) -> None:
         self._keys = tuple(keys)
         self._ids = {k: i for i, k in enumerate(keys)}
         self._deps = tuple(deps)
@@ -157,6 +191,9 @@ class Dag:
         self._dependents = tuple(tuple(x) for x in dependents)
         self._fns = tuple(fns)  # None for a source
         self._values = tuple(values)  # a source's value; None for a task
+        # The options table (ftdag._options): a task's TaskOptions, None for defaults and sources;
+        # None instead of a table when no task has options.
+        self._options: tuple[TaskOptions | None, ...] | None = tuple(options) if options else None
         self._n_sources = sum(fn is None for fn in fns)
         self._plans: dict = {}  # plan templates by frozenset of output ids: ftdag._plan._template
         self._plans_lock = threading.Lock()
@@ -187,6 +224,13 @@ class Dag:
     def is_source(self, key: Hashable) -> bool:
         """Whether ``key`` is a source (a value) rather than a task."""
         return self._fns[self._id(key)] is None
+
+    def options(self, key: Hashable) -> TaskOptions:
+        """The options task ``key`` was added with (every default for a source)."""
+        i = self._id(key)
+        table = self._options
+        found = table[i] if table is not None else None
+        return found if found is not None else TaskOptions()
 
     def dependencies(self, key: Hashable) -> tuple[Hashable, ...]:
         """The keys ``key`` depends on, as listed when it was added (empty for a source)."""
