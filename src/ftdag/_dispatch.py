@@ -19,12 +19,21 @@ a slot, in three phases:
 3. :func:`encode_tasks` pickles every chosen task's inputs, for every worker, before
    :func:`send_batch` sends anything: an input that does not pickle (:class:`Unsendable`)
    fails the run before any of these tasks is sent.
+
+A run with a context (:mod:`ftdag._context`) links nothing, and its items carry the attempt
+number and the fingerprint to save the result under.  A task with a ``timeout`` is sent
+only to a worker with nothing assigned, and nothing is sent behind it until it is answered
+(:func:`assign_ready` with ``timed``): then the moment it was sent is the moment it started,
+give or take the unpickling of its inputs, and its worker can be killed at the deadline
+without losing another task.
 """
 
 from __future__ import annotations
 
 import pickle
+import time
 
+from ._context import RunContext
 from ._plan import NO_TASK, Plan
 from ._runstate import RunState
 from ._wire import KEEP, PROTOCOL, SEND
@@ -47,9 +56,15 @@ class Run(RunState):
     """One run's scheduling state: the shared :class:`~ftdag._runstate.RunState` plus what only
     the process backend keeps; see the State section of :mod:`ftdag._processes`."""
 
-    __slots__ = ("run_id", "keys", "deps", "dependents", "remaining", "consumers", "fid_of", "fn_data", "links")
+    __slots__ = (
+        "run_id", "keys", "deps", "dependents", "remaining", "consumers", "fid_of", "fn_data", "links", "ctx",
+        "store_blob", "timeouts",
+    )
 
-    def __init__(self, plan: Plan, run_id: int, fid_of: list[int], fn_data: dict[int, bytes], bound: int) -> None:
+    def __init__(
+        self, plan: Plan, run_id: int, fid_of: list[int], fn_data: dict[int, bytes], bound: int,
+        ctx: RunContext | None = None, store_blob: bytes | None = None,
+    ) -> None:
         super().__init__(plan, bound)  # ready, in_flight (the sum of len(w.assigned)), pending, stopped, ...
         dag = plan.dag
         self.run_id = run_id  # > every earlier run's: tags its messages, and cancels it in the shared flag
@@ -58,6 +73,15 @@ class Run(RunState):
         self.fid_of = fid_of  # node id -> id of its function (for planned tasks)
         self.fn_data = fn_data  # function id -> the pickled function
         self.links: dict[int, int] = {}  # task -> the task it is linked behind, until sent
+        self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
+        self.store_blob = store_blob  # the pickled store, sent with the run's first message to each worker
+        # task -> its timeout, for the planned tasks that have one (a run with a context only)
+        self.timeouts: dict[int, float] = {}
+        if ctx is not None:
+            for t in plan.tasks:
+                timeout = ctx.timeout_of(t)
+                if timeout is not None:
+                    self.timeouts[t] = timeout
         # error (shared) is (task, status, payload), the first failure
 
 
@@ -77,6 +101,8 @@ def assign_ready(run: Run, workers: list[Worker], prefer: Worker | None, slots: 
     ready = run.ready
     room = run.bound - run.in_flight
     batches: dict[Worker, list[int]] = {}
+    if run.timeouts:
+        return _assign_with_timeouts(run, workers, slots, room), 0
     for _ in range(min(room, len(ready))):
         best, best_load = None, slots
         if prefer is not None and not prefer.dead:
@@ -93,6 +119,40 @@ def assign_ready(run: Run, workers: list[Worker], prefer: Worker | None, slots: 
         batches.setdefault(best, []).append(ready.pop())
         room -= 1
     return batches, room
+
+
+def _assign_with_timeouts(run: Run, workers: list[Worker], slots: int, room: int) -> dict[Worker, list[int]]:
+    """:func:`assign_ready` for a run with timed tasks: a timed task goes to a worker with
+    nothing assigned and blocks it; other tasks go where no timed task is (module docstring)."""
+    ready, timeouts = run.ready, run.timeouts
+    batches: dict[Worker, list[int]] = {}
+    held: list[int] = []  # timed tasks with no idle worker for them: back to ready, in order
+    while ready and room > 0:
+        task = ready.pop()
+        timed = task in timeouts
+        best, best_load = None, slots
+        for w in workers:
+            if w.dead or w.timed != NO_TASK:
+                continue
+            batch = batches.get(w, ())
+            if batch and batch[-1] in timeouts:
+                continue
+            load = len(w.assigned) + len(batch)
+            if timed and load:
+                continue
+            if load < best_load:
+                best, best_load = w, load
+        if best is None:
+            if not timed:
+                ready.push([task])
+                break
+            held.append(task)
+            continue
+        batches.setdefault(best, []).append(task)
+        room -= 1
+    if held:
+        ready.push(held)
+    return batches
 
 
 def add_links(run: Run, batches: dict[Worker, list[int]], prefer: Worker | None, room: int, slots: int) -> None:
@@ -136,6 +196,7 @@ def encode_tasks(run: Run, w: Worker, batch: list[int]) -> tuple[list[tuple], li
     Consumes the batch's entries in ``run.links``; raises :class:`Unsendable`.
     """
     values, deps, consumers, links, fid_of = run.values, run.deps, run.consumers, run.links, run.fid_of
+    keys, ctx = run.keys, run.ctx
     dumps = pickle.dumps
     items, defs = [], []
     known, new = w.known, set()
@@ -164,7 +225,12 @@ def encode_tasks(run: Run, w: Worker, batch: list[int]) -> tuple[list[tuple], li
         elif linkable(run, t) != NO_TASK:
             flags = SEND | KEEP
         fid = fid_of[t]
-        items.append((t, fid, blob, flags, link, positions))
+        if ctx is None:
+            items.append((t, fid, blob, flags, link, positions, keys[t], None))
+        else:
+            fingerprints = ctx.fingerprints
+            fingerprint = None if fingerprints is None or run.store_blob is None else fingerprints[t]
+            items.append((t, fid, blob, SEND, link, positions, keys[t], (ctx.attempt(t), fingerprint)))
         if fid not in known and fid not in new:
             new.add(fid)
             defs.append((fid, run.fn_data[fid]))
@@ -188,7 +254,13 @@ def send_batch(run: Run, w: Worker, batch: list[int], items: list[tuple], defs: 
     forget = w.forget
     if forget:
         w.forget = []
-    data = batch_message(run.run_id, defs, forget, items)
+    store = None
+    if run.store_blob is not None and w.store_run != run.run_id:
+        store, w.store_run = run.store_blob, run.run_id
+    data = batch_message(run.run_id, defs, forget, items, store)
+    if run.timeouts and batch[0] in run.timeouts:  # alone on the worker (_assign_with_timeouts)
+        w.timed = batch[0]
+        w.deadline = time.monotonic() + run.timeouts[batch[0]]
     if defs:
         w.known.update(fid for fid, _ in defs)
     w.assigned.extend(batch)

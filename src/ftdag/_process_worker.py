@@ -36,8 +36,9 @@ import traceback
 from collections import deque
 from typing import Any
 
+from ._context import TaskContext, register_frame
 from ._plan import NO_TASK
-from ._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, HELLO, KEEP, OK, PROTOCOL, RAISED, SEND, SKIPPED, reply
+from ._wire import BAD_ARGS, BAD_FUNCTION, BAD_RESULT, HELLO, KEEP, OK, PROTOCOL, RAISED, SEND, SKIPPED, UNSAVED, reply
 
 
 class _LoadFailure:
@@ -73,15 +74,22 @@ def _error_payload(exc: BaseException, skip_frames: int = 0) -> tuple:
     return (blob, summary, text)
 
 
-def _take(data: bytes, fns: dict[int, Any], local: deque[tuple[Any, ...]]) -> bool | None:
-    """Unpack one message from the parent into ``fns`` and ``local``.
+def _take(data: bytes, fns: dict[int, Any], local: deque[tuple[Any, ...]], stores: dict[int, Any]) -> bool | None:
+    """Unpack one message from the parent into ``fns``, ``local`` and ``stores`` (the store of
+    the run, when the message brings one: only the last run's is kept).
 
     Returns None for SHUTDOWN, False for a message without tasks (the run is over: nothing
     will be linked to the kept result), True otherwise.
     """
     if not data:
         return None
-    run_id, defs, forget, tasks = pickle.loads(data)
+    run_id, defs, forget, tasks, store = pickle.loads(data)
+    if store is not None:
+        stores.clear()
+        try:
+            stores[run_id] = pickle.loads(store)
+        except BaseException as exc:
+            stores[run_id] = _LoadFailure(_error_payload(exc))
     for fid in forget:
         fns.pop(fid, None)
     for fid, blob in defs:
@@ -116,7 +124,8 @@ def main(conn, cancel) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     recv, send = conn.recv_bytes, conn.send_bytes
     fns: dict[int, Any] = {}  # fid -> the function (or a _LoadFailure)
-    local: deque[tuple[Any, ...]] = deque()  # (run_id, task, fid, pickled args, flags, link, positions), oldest first
+    local: deque[tuple[Any, ...]] = deque()  # (run_id, task, fid, pickled args, flags, link, positions, key, attempt)
+    stores: dict[int, Any] = {}  # run_id -> the run's result store (the last run's only)
     fn: Any  # the running task's function (or a _LoadFailure)
     args: list | None  # its arguments, then None
     payload: Any  # its result or error payload, then None
@@ -130,12 +139,12 @@ def main(conn, cancel) -> None:
             # Wait for a message while there is nothing to run (a message without tasks leaves
             # nothing), then take whatever else has arrived.
             while not local or poller.poll(0):
-                taken = _take(recv(), fns, local)
+                taken = _take(recv(), fns, local, stores)
                 if taken is None:
                     return
                 if not taken:
                     kept_task, kept = NO_TASK, None
-            run_id, task, fid, blob, flags, link, positions = local.popleft()
+            run_id, task, fid, blob, flags, link, positions, key, attempt = local.popleft()
             linked_task, linked = kept_task, kept
             kept_task, kept = NO_TASK, None
             if cancel.value >= run_id:
@@ -159,6 +168,8 @@ def main(conn, cancel) -> None:
                     except BaseException as exc:  # SystemExit too: it fails the run, not the worker
                         status, payload = RAISED, _error_payload(exc, skip_frames=1)
                     args = None
+            if status == OK and attempt is not None and attempt[1] is not None:
+                status, payload = _save(stores.get(run_id), attempt[1], payload, key)
             if status == OK:
                 if flags & KEEP:
                     kept_task, kept = task, payload
@@ -168,11 +179,35 @@ def main(conn, cancel) -> None:
                     kept_task, kept = NO_TASK, None
                     status, payload = BAD_RESULT, _error_payload(exc)
             if status != OK:
-                if cancel.value < run_id:
-                    cancel.value = run_id  # fail fast: nothing of this run starts any more
+                if attempt is None and cancel.value < run_id:
+                    cancel.value = run_id  # fail fast (a plain run): nothing of this run starts any more
                 message = reply(run_id, task, status, payload)
             payload = blob = linked = None  # hold no task data while waiting for the next message
             send(message)
             message = None
     except (EOFError, OSError):  # the parent closed its end or died
         return
+
+
+def _save(store: Any, fingerprint: str, result: Any, key: Any) -> tuple[int, Any]:
+    """Save a task's result to the run's store: ``(OK, result)``, or ``(UNSAVED, error payload)``."""
+    if store is None:
+        exc: BaseException = LookupError("the run's store was never sent to this worker")
+        return UNSAVED, _error_payload(exc)
+    if type(store) is _LoadFailure:
+        return UNSAVED, store.payload
+    try:
+        store.save(fingerprint, result, key)
+    except Exception as exc:
+        return UNSAVED, _error_payload(exc)
+    return OK, result
+
+
+def _read_frame(frame: Any) -> TaskContext:
+    """current_task() in a worker process: the task is the one :func:`main` is running."""
+    f_locals = frame.f_locals
+    run_id, cancel, attempt = f_locals["run_id"], f_locals["cancel"], f_locals["attempt"]
+    return TaskContext(f_locals["key"], 1 if attempt is None else attempt[0], lambda: cancel.value >= run_id)
+
+
+register_frame(main.__code__, _read_frame)

@@ -86,21 +86,28 @@ cost, ``worker_queue_cap=1`` or ``max_in_flight=max_workers`` keeps that wait sh
 from __future__ import annotations
 
 import itertools
+import pickle
 import threading
 import time
 
 from . import _functions
+from ._context import CONTINUE, RETRY_NOW, STOP, RunContext
 from ._dispatch import Run, Unsendable, add_links, assign_ready, encode_tasks, send_batch
-from ._failures import run_error
+from ._failures import remote_exception, run_error
 from ._functions import FunctionCache
 from ._plan import NO_TASK, Plan
-from ._wire import CRASHED, OK, READABLE, SKIPPED, UNLOADABLE, UNSENDABLE, WRITABLE, loads, run_over
+from ._wire import (
+    CRASHED, OK, READABLE, SKIPPED, UNLOADABLE, UNSAVED, UNSENDABLE, WRITABLE, loads, run_over,
+)
 from ._workers import Worker, Workers
 from .config import ExecutorConfig
+from .errors import SerializationError, TaskError, TaskTimeoutError, _task_failed
 
 __all__ = ["ProcessPool"]
 
 _INTERRUPT_GRACE = 1.0  # seconds running tasks get to finish after Ctrl-C before termination
+_CANCEL_SLICE_S = 0.05  # while a retry waits and a cancel token could fire: the longest select
+_TIMED_OUT = -4  # a failure the parent records: the attempt of a timed task ran out of time
 
 
 class ProcessPool:
@@ -118,15 +125,20 @@ class ProcessPool:
 
     # -- the caller's side ----------------------------------------------------------------------
 
-    def run(self, plan: Plan) -> dict[str, int]:
-        """Execute ``plan``; raise :class:`~ftdag.TaskError` (or a task's ``BaseException``)."""
+    def run(self, plan: Plan, ctx: RunContext | None = None) -> dict[str, int]:
+        """Execute ``plan``; raise :class:`~ftdag.TaskError` (or a task's ``BaseException``).
+        With ``ctx``, failures are the context's to report (:mod:`ftdag._context`); only a
+        ``BaseException`` is raised here."""
         with self._run_lock:
             if self._closed:
                 raise RuntimeError("this executor is closed")
             self._workers.forget_functions(self._functions.collected())
             fid_of, fn_data = self._functions.lookup(plan)  # may raise, before anything runs
-            run = Run(plan, next(self._run_ids), fid_of, fn_data, self._bound)
+            run = Run(plan, next(self._run_ids), fid_of, fn_data, self._bound, ctx, _store_blob(ctx))
             if run.pending:
+                if ctx is not None:
+                    run_id, workers = run.run_id, self._workers
+                    ctx.watch(lambda: workers.cancel_run(run_id))  # a store to shared memory: safe anywhere
                 try:
                     self._start_workers()
                     self._dispatch(run, None)
@@ -136,6 +148,9 @@ class ProcessPool:
                     raise
                 finally:
                     self._release_kept(run)
+                    if ctx is not None:
+                        ctx.unwatch()
+                        ctx.drop_timers()
         if run.error is not None:
             raise run_error(run.error, run.keys, _functions.cloudpickle_available())
         return run.counters(self.workers)
@@ -172,8 +187,51 @@ class ProcessPool:
         selector = self._workers.selector
         assert selector is not None  # made by _start_workers
         select = selector.select
-        while run.in_flight:
-            self._handle(run, select())
+        ctx = run.ctx
+        if ctx is None:
+            while run.in_flight:
+                self._handle(run, select())
+            return
+        while run.in_flight or (ctx.timers and not run.stopped):
+            self._handle(run, select(self._idle_wait(run, ctx)))
+            self._tick(run, ctx)
+
+    def _idle_wait(self, run: Run, ctx: RunContext) -> float | None:
+        """How long the loop may wait in the selector: until a retry is due or a timed attempt
+        runs out (None: until something happens)."""
+        due = ctx.next_due()
+        if due is not None and ctx.cancel is not None:
+            due = min(due, time.monotonic() + _CANCEL_SLICE_S)
+        for w in self._workers.all:
+            if w.timed != NO_TASK and not w.dead and (due is None or w.deadline < due):
+                due = w.deadline
+        return None if due is None else max(0.0, due - time.monotonic())
+
+    def _tick(self, run: Run, ctx: RunContext) -> None:
+        """A run with a context, after each wait: time out attempts, release due retries, stop
+        if cancelled or past the deadline."""
+        now = time.monotonic()
+        for w in self._workers.all:
+            if w.timed != NO_TASK and not w.dead and w.deadline <= now:
+                task = w.timed
+                self._workers.kill(w)  # the attempt cannot be stopped otherwise
+                w.assigned.clear()
+                w.timed = NO_TASK
+                run.in_flight -= 1
+                self._failed(run, task, _TIMED_OUT, run.timeouts[task])
+                if not run.stopped:
+                    self._workers.replace(w)
+        if run.stopped:
+            return
+        if ctx.halted():
+            self._stop(run)
+            return
+        if ctx.timers:
+            due = ctx.release_due(now)
+            if due:
+                run.ready.push(due)
+        if run.ready:
+            self._dispatch(run, None)
 
     def _handle(self, run: Run | None, events: list) -> None:
         """Act on selector events: replies to read, buffered messages to write, deaths."""
@@ -230,6 +288,14 @@ class ProcessPool:
             except ValueError:
                 return
         run.in_flight -= 1
+        if w.timed == task:
+            w.timed = NO_TASK
+        if run.ctx is not None:
+            if status == OK:
+                self._succeeded(run, run.ctx, w, task, payload)
+            elif status != SKIPPED:
+                self._failed(run, task, status, payload)
+            return
         if status == OK:
             if run.stopped:
                 return
@@ -250,11 +316,15 @@ class ProcessPool:
         """
         if run.stopped or run.in_flight >= run.bound:
             return
+        ctx = run.ctx
+        if ctx is not None and ctx.halted():
+            self._stop(run)
+            return
         if run.ready:
             batches, room = assign_ready(run, self._workers.all, prefer, self._slots)
         else:  # (a chain's case, after each reply: only a link may fit)
             batches, room = {}, run.bound - run.in_flight
-        if room > 0:
+        if room > 0 and ctx is None:
             add_links(run, batches, prefer, room, self._slots)
         try:
             messages = [(w, batch, *encode_tasks(run, w, batch)) for w, batch in batches.items() if batch]
@@ -283,12 +353,75 @@ class ProcessPool:
         lost = w.assigned
         if lost and run is not None:
             run.in_flight -= len(lost)
-            self._fail(run, lost[0], CRASHED, (w.proc.exitcode, not w.started))
+            if run.ctx is not None:  # the running task crashed; the queued ones go back to ready
+                w.timed = NO_TASK
+                task, queued = lost[0], list(lost)[1:]
+                lost.clear()
+                if queued and not run.stopped:
+                    run.ready.push(queued)
+                self._failed(run, task, CRASHED, (w.proc.exitcode, not w.started))
+            else:
+                self._fail(run, lost[0], CRASHED, (w.proc.exitcode, not w.started))
             lost.clear()
         if run is not None and not run.stopped and w.started:
             self._workers.replace(w)
             if run.ready:
                 self._dispatch(run, None)
+
+    def _succeeded(self, run: Run, ctx: RunContext, w: Worker, task: int, result: object) -> None:
+        """A run with a context: ``task`` returned ``result`` (reported even if the run stopped)."""
+        fingerprints = ctx.fingerprints
+        if fingerprints is not None and run.store_blob is None and fingerprints[task] is not None:
+            try:  # a store of this process only (MemoryStore): the parent saves
+                ctx.store.save(fingerprints[task], result, run.keys[task])
+            except SerializationError as err:
+                self._settle(run, ctx, task, ctx.failure(run.plan, task, err.__cause__ or err, err, retryable=False))
+                return
+        made = run.plan.finish(task, result, run.deps[task], run.dependents[task])
+        ctx.succeeded(task)
+        run.pending -= 1
+        if made and not run.stopped:
+            run.ready.push(made)
+        if run.ready:
+            self._dispatch(run, w)
+
+    def _failed(self, run: Run, task: int, status: int, payload: object) -> None:
+        """A run with a context: an attempt of ``task`` failed; its context decides what follows."""
+        ctx = run.ctx
+        assert ctx is not None
+        key = run.keys[task]
+        if status == _TIMED_OUT:
+            exc: BaseException = TaskTimeoutError(key, payload)  # type: ignore[arg-type]
+            self._settle(run, ctx, task, ctx.failure(run.plan, task, exc))
+            return
+        if status == UNSAVED:  # the result could not be saved (SerializationError, or the store's error)
+            cause = remote_exception(payload)  # type: ignore[arg-type]
+            error = cause if isinstance(cause, TaskError) else _task_failed(key, cause)
+            self._settle(run, ctx, task, ctx.failure(run.plan, task, cause, error, retryable=False))
+            return
+        err = run_error((task, status, payload), run.keys, _functions.cloudpickle_available())
+        if not isinstance(err, Exception):  # SystemExit, KeyboardInterrupt from a task: stop, re-raise
+            if run.error is None:
+                run.error = (task, status, payload)
+            ctx.failure(run.plan, task, err)
+            self._stop(run)
+            return
+        if type(err) is TaskError:  # the task raised: its own exception decides on retrying
+            action = ctx.failure(run.plan, task, err.__cause__)  # type: ignore[arg-type]
+        else:  # it could not cross between processes (never retried), or its worker died
+            action = ctx.failure(run.plan, task, err, err, retryable=status == CRASHED)  # type: ignore[arg-type]
+        self._settle(run, ctx, task, action)
+
+    def _settle(self, run: Run, ctx: RunContext, task: int, action: int) -> None:
+        if action == STOP:
+            self._stop(run)
+            return
+        if action == RETRY_NOW:
+            run.ready.push([task])
+        elif action == CONTINUE:
+            run.pending -= ctx.settled
+        if run.ready:
+            self._dispatch(run, None)
 
     def _fail(self, run: Run, task: int, status: int, payload: object) -> None:
         if run.error is None:
@@ -301,6 +434,8 @@ class ProcessPool:
             return
         run.stopped = True
         run.ready.clear()
+        if run.ctx is not None:
+            run.ctx.drop_timers()
         self._workers.cancel_run(run.run_id)
 
     def _abort(self, run: Run) -> None:
@@ -327,3 +462,17 @@ class ProcessPool:
             if not w.dead and (w.assigned or w.pipe.outbuf or w.reading):
                 self._workers.kill(w)
             w.assigned.clear()
+
+
+def _store_blob(ctx: RunContext | None) -> bytes | None:
+    """The run's store, pickled for the workers, or None when the parent saves (no store, or
+    one that lives in this process only, such as :class:`~ftdag.MemoryStore`)."""
+    if ctx is None or ctx.store is None or ctx.fingerprints is None or getattr(ctx.store, "process_local", False):
+        return None
+    try:
+        return pickle.dumps(ctx.store, pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise TypeError(
+            f"the store {ctx.store!r} cannot be pickled, so worker processes cannot save to it: "
+            "use a store that pickles (DirectoryStore, SQLiteStore) or backend='threads'"
+        ) from exc

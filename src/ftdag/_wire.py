@@ -15,12 +15,18 @@ Messages
 --------
 Each message but the two empty ones is a pickle.  Parent to worker::
 
-    (run_id, defs, forget, tasks)   defs: [(fid, pickled function)] that the worker lacks,
+    (run_id, defs, forget, tasks, store)
+                                    defs: [(fid, pickled function)] that the worker lacks,
                                     forget: [fid] whose functions the parent has dropped,
                                     tasks: [(task id, fid, pickled list of arguments,
                                              flags SEND|KEEP, linked task or NO_TASK,
-                                             argument positions the linked result fills)];
-                                    no tasks: drop the kept result (the run is over)
+                                             argument positions the linked result fills,
+                                             the task's key, attempt)];
+                                    no tasks: drop the kept result (the run is over);
+                                    attempt: None in a plain run, else (attempt number,
+                                    fingerprint to save the result under, or None);
+                                    store: None, or the pickled result store of the run
+                                    (in the run's first message to the worker)
     SHUTDOWN (empty)                exit
 
 A message carries every task dispatched to that worker at once (several when a run starts,
@@ -52,6 +58,7 @@ RAISED = 2  # the task raised
 BAD_FUNCTION = 3  # the task's function could not be unpickled in the worker
 BAD_ARGS = 4  # the task's inputs could not be unpickled in the worker
 BAD_RESULT = 5  # the task's result could not be pickled in the worker
+UNSAVED = 6  # the task's result could not be saved to the run's store
 # Failures the parent records itself, in the same status space (negative: never sent).
 CRASHED = -1  # payload: (exit code, whether the worker died before its hello)
 UNSENDABLE = -2  # payload: (node id of the input that does not pickle or None, exception)
@@ -108,9 +115,9 @@ def split_frames(buf: bytes | bytearray) -> tuple[list[bytes | bytearray], int, 
     return frames, pos, need
 
 
-def batch(run_id: int, defs: Sequence, forget: Sequence, tasks: Sequence) -> bytes:
+def batch(run_id: int, defs: Sequence, forget: Sequence, tasks: Sequence, store: bytes | None = None) -> bytes:
     """A parent-to-worker message (see the module docstring)."""
-    return pickle.dumps((run_id, defs, forget, tasks), PROTOCOL)
+    return pickle.dumps((run_id, defs, forget, tasks, store), PROTOCOL)
 
 
 def run_over(run_id: int) -> bytes:

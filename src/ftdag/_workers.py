@@ -41,6 +41,7 @@ class Worker:
 
     __slots__ = (
         "index", "proc", "pid", "pipe", "dead", "started", "reading", "known", "forget", "assigned", "keep_tail",
+        "store_run", "timed", "deadline",
     )
 
     def __init__(self, index: int, proc, conn, selector: selectors.BaseSelector) -> None:
@@ -55,6 +56,9 @@ class Worker:
         self.forget: list[int] = []  # ids of collected functions to tell it to drop, with its next message
         self.assigned: deque[int] = deque()  # tasks sent to it and not answered yet, oldest first
         self.keep_tail = NO_TASK  # assigned[-1] if it was told to keep that task's result for a link
+        self.store_run = 0  # the id of the last run whose store it was sent
+        self.timed = NO_TASK  # the task with a timeout it runs alone, until answered
+        self.deadline = 0.0  # when that task's attempt times out (time.monotonic())
 
 
 class Workers:
