@@ -197,11 +197,13 @@ class ProcessPool:
             self._tick(run, ctx)
 
     def _idle_wait(self, run: Run, ctx: RunContext) -> float | None:
-        """How long the loop may wait in the selector: until a retry is due or a timed attempt
-        runs out (None: until something happens)."""
+        """How long the loop may wait in the selector: until a retry is due, a timed attempt
+        runs out or the run's deadline passes (None: until something happens)."""
         due = ctx.next_due()
         if due is not None and ctx.cancel is not None:
             due = min(due, time.monotonic() + _CANCEL_SLICE_S)
+        if ctx.deadline is not None and not run.stopped and (due is None or ctx.deadline < due):
+            due = ctx.deadline  # so that running tasks see current_task().cancelled at the deadline
         for w in self._workers.all:
             if w.timed != NO_TASK and not w.dead and (due is None or w.deadline < due):
                 due = w.deadline

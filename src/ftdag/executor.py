@@ -282,6 +282,8 @@ def _policy(
             raise TypeError(f"max_failures must be None or an int, got {type(max_failures).__name__}: {max_failures!r}")
         if max_failures < 1:
             raise ValueError(f"max_failures must be >= 1, got {max_failures}")
+        if on_error != "keep_going":
+            raise ValueError(f"max_failures={max_failures} needs on_error='keep_going' (fail_fast stops at the first failure)")
     if cancel is not None and not isinstance(cancel, CancelToken):
         raise TypeError(f"cancel must be an ftdag.CancelToken, got {type(cancel).__name__}: {cancel!r}")
     if timeout is not None:
