@@ -20,16 +20,18 @@ without a timeout run on the worker itself.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._context import RunContext, TaskContext, set_current
+from ._plan import Plan
 from .errors import SerializationError, TaskTimeoutError
 
-__all__ = ["SaveFailed", "run_attempt"]
+__all__ = ["SaveFailed", "attempts", "run_attempt"]
 
 _SIGNAL_SLICE_S = 0.05  # the main thread waits in slices, so that Ctrl-C is seen
 _main_ident = threading.main_thread().ident
@@ -44,7 +46,22 @@ class SaveFailed(Exception):
         self.error = error
 
 
-def run_attempt(ctx: RunContext, task: int, fn: Callable[..., Any], args: list, stopped: Callable[[], bool]) -> Any:
+def attempts(ctx: RunContext, plan: Plan, stopped: Callable[[], bool]) -> list[Callable[..., Any] | None]:
+    """The thread backend's functions for a run with a context, by node id: each planned
+    task's function wrapped in :func:`run_attempt` (None elsewhere), so that its hot loop
+    calls ``fns[task](*args)`` for every run and plain runs pay nothing for this module."""
+    fns: list[Callable[..., Any] | None] = [None] * len(plan.values)
+    dag_fns = plan.dag._fns
+    for t in plan.tasks:
+        fns[t] = functools.partial(_wrapped, ctx, t, dag_fns[t], stopped)
+    return fns
+
+
+def _wrapped(ctx: RunContext, task: int, fn: Callable[..., Any], stopped: Callable[[], bool], *args: Any) -> Any:
+    return run_attempt(ctx, task, fn, args, stopped)
+
+
+def run_attempt(ctx: RunContext, task: int, fn: Callable[..., Any], args: Sequence[Any], stopped: Callable[[], bool]) -> Any:
     """Run one attempt of ``task``: ``fn(*args)``, with its context, timeout and store."""
     key = ctx.keys[task]
     context = TaskContext(key, ctx.attempt(task), stopped)
@@ -87,7 +104,7 @@ class _Call:
         self.outcome: Any = None
 
 
-def _call_with_timeout(fn: Callable[..., Any], args: list, timeout: float, context: TaskContext) -> Any:
+def _call_with_timeout(fn: Callable[..., Any], args: Sequence[Any], timeout: float, context: TaskContext) -> Any:
     call = _Call()
 
     def attempt() -> None:

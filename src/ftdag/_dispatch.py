@@ -198,7 +198,8 @@ def encode_tasks(run: Run, w: Worker, batch: list[int]) -> tuple[list[tuple], li
     values, deps, consumers, links, fid_of = run.values, run.deps, run.consumers, run.links, run.fid_of
     keys, ctx = run.keys, run.ctx
     dumps = pickle.dumps
-    items, defs = [], []
+    items: list[tuple] = []
+    defs: list[tuple[int, bytes]] = []
     known, new = w.known, set()
     last = len(batch) - 1
     for k, t in enumerate(batch):

@@ -42,9 +42,9 @@ class _Template:
 
     __slots__ = ("tasks", "initial", "executed", "remaining", "consumers", "solo", "scheduled")
 
-    def __init__(self, dag: Dag, output_ids: list[int]) -> None:
+    def __init__(self, dag: Dag, output_ids: list[int], given: frozenset[int] = frozenset()) -> None:
         fns, deps = dag._fns, dag._deps
-        planned = dag._closure(output_ids)
+        planned = dag._closure(output_ids, given)
         n = len(dag._keys)
         remaining = [NOT_PLANNED] * n
         consumers = [0] * n
@@ -52,14 +52,14 @@ class _Template:
             consumers[i] = 1
         tasks = []
         for i in planned:
-            if fns[i] is None:
+            if fns[i] is None or i in given:
                 remaining[i] = 0
                 continue
             tasks.append(i)
             count = 0
             for d in deps[i]:
                 consumers[d] += 1
-                if fns[d] is not None:
+                if fns[d] is not None and d not in given:
                     count += 1
             remaining[i] = count
         self.tasks = tuple(tasks)  # planned task ids, in topological order
@@ -67,7 +67,8 @@ class _Template:
         self.executed = len(planned)  # planned nodes, sources included (RunStats.executed)
         self.remaining = remaining  # the counts a run starts from (module docstring)
         self.consumers = consumers  # the counts a run starts from (module docstring)
-        self.solo = solo_links(dag, tasks, remaining, consumers, set(output_ids))  # NO_TASK or the link
+        # NO_TASK or the link (no links with given values: such runs have a context, which links nothing)
+        self.solo = solo_links(dag, tasks, remaining, consumers, set(output_ids)) if not given else [NO_TASK] * n
         options = dag._options
         # Whether a planned task has retries or a timeout: then no run of this plan is plain.
         self.scheduled = options is not None and any(
@@ -106,9 +107,14 @@ class Plan:
         "dag", "template", "outputs", "tasks", "initial", "executed", "values", "remaining", "consumers", "scheduled",
     )
 
-    def __init__(self, dag: Dag, outputs: Iterable[Hashable] | Hashable) -> None:
-        output_ids = dag._output_ids(outputs)
-        template = _template(dag, output_ids)
+    def __init__(
+        self, dag: Dag, outputs: Iterable[Hashable] | Hashable, given: dict[int, object] | None = None,
+    ) -> None:
+        """The plan of a run of ``dag`` for ``outputs``.  ``given``: values for some nodes (loaded
+        from a store), which the run treats as sources: their ancestors that nothing else
+        needs are not planned.  Such plans are not cached."""
+        output_ids = dag._output_ids(outputs) if not isinstance(outputs, _OutputIds) else list(outputs)
+        template = _template(dag, output_ids) if not given else _Template(dag, output_ids, frozenset(given))
         self.dag = dag
         self.template = template  # shared, read-only; also identifies the (dag, outputs) pair
         self.outputs = output_ids
@@ -117,6 +123,9 @@ class Plan:
         self.executed = template.executed
         self.scheduled = template.scheduled  # a planned task has retries or a timeout
         self.values = list(dag._values)
+        if given:
+            for i, value in given.items():
+                self.values[i] = value
         self.remaining = template.remaining.copy()
         self.consumers = template.consumers.copy()
 
@@ -180,6 +189,17 @@ class Plan:
     def results(self) -> dict[Hashable, object]:
         keys, values = self.dag._keys, self.values
         return {keys[i]: values[i] for i in self.outputs}
+
+
+class _OutputIds(list[int]):
+    """Output ids already resolved by an earlier plan (no key look-up again)."""
+
+    __slots__ = ()
+
+
+def with_given(plan: Plan, given: dict[int, object]) -> Plan:
+    """``plan``'s request again, with ``given`` values (see :class:`Plan`)."""
+    return Plan(plan.dag, _OutputIds(plan.outputs), given)
 
 
 def _template(dag: Dag, output_ids: list[int]) -> _Template:

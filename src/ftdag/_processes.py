@@ -97,7 +97,16 @@ from ._failures import remote_exception, run_error
 from ._functions import FunctionCache
 from ._plan import NO_TASK, Plan
 from ._wire import (
-    CRASHED, OK, READABLE, SKIPPED, UNLOADABLE, UNSAVED, UNSENDABLE, WRITABLE, loads, run_over,
+    CRASHED,
+    OK,
+    READABLE,
+    SKIPPED,
+    UNLOADABLE,
+    UNSAVED,
+    UNSENDABLE,
+    WRITABLE,
+    loads,
+    run_over,
 )
 from ._workers import Worker, Workers
 from .config import ExecutorConfig

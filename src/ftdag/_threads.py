@@ -109,10 +109,10 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from ._attempt import SaveFailed, run_attempt
+from ._attempt import SaveFailed, attempts
 from ._context import CONTINUE, RETRY_NOW, STOP, RunContext, TaskContext, register_frame
 from ._plan import NO_TASK, Plan
 from ._runstate import RunState
@@ -160,7 +160,9 @@ class _Run(RunState):
         super().__init__(plan, bound)
         self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
         self.no_solo = None if ctx is None else [NO_TASK] * len(plan.values)  # a run with a context links nothing
-        self.fns = plan.dag._fns  # None for a source
+        self.fns: Sequence[Callable[..., Any] | None] = plan.dag._fns  # by node id; None for a source
+        if ctx is not None:  # each task's function wrapped in its attempt: context, timeout, store
+            self.fns = attempts(ctx, plan, self.halted)
         self.queues: list[deque[int]] = [deque() for _ in range(workers)]  # one per slot, I2
         self.cap = cap  # I2
         self.done = not self.pending  # nothing more will happen: the caller may return
@@ -516,7 +518,7 @@ class ThreadPool:
         its answer, whether the run is over, is returned.
         """
         lock = self._lock
-        fns, values, ctx = run.fns, run.values, run.ctx
+        fns, values = run.fns, run.values
         deps, dependents, solo = ids
         while True:
             solos = 0
@@ -524,13 +526,11 @@ class ThreadPool:
             while True:
                 ds = deps[task]
                 try:
-                    if ctx is not None:  # retries, timeouts, a store: ftdag._attempt
-                        result = run_attempt(ctx, task, fns[task], [values[d] for d in ds], run.halted)
                     # One dependency is the common case (chains, maps); skip the argument list.
-                    elif len(ds) == 1:
-                        result = fns[task](values[ds[0]])
-                    else:
-                        result = fns[task](*[values[d] for d in ds])
+                    result = (
+                        fns[task](values[ds[0]]) if len(ds) == 1  # type: ignore[misc]
+                        else fns[task](*[values[d] for d in ds])  # type: ignore[misc]
+                    )
                 except ctrl_c:
                     raise  # Ctrl-C in a task the main thread runs: abandon the run (module docstring)
                 except BaseException as exc:  # even SystemExit must not kill the worker

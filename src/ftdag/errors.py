@@ -205,12 +205,14 @@ class RunTimeoutError(RunCancelledError, TimeoutError):
     :class:`RunCancelledError`."""
 
 
-class RunFailedError(ExceptionGroup):  # noqa: F821 (a builtin since 3.11)
+class RunFailedError(ExceptionGroup):
     """Tasks of a keep-going run failed: raised by :meth:`~ftdag.RunResult.raise_for_failures`.
 
     Its ``exceptions`` are the :class:`TaskError` s, in the order the tasks failed; ``.result``
     is the partial :class:`~ftdag.RunResult`.
     """
+
+    result: Any
 
     def __new__(cls, message: str, exceptions: Sequence[Exception], result: Any = None) -> RunFailedError:
         self = super().__new__(cls, message, exceptions)

@@ -286,8 +286,9 @@ class Dag:
             raise UnknownKeyError(unknown, "requested output")
         return list(out)
 
-    def _closure(self, ids: Iterable[int]) -> list[int]:
-        """The ids in ``ids`` and all their ancestors, sorted (so in topological order)."""
+    def _closure(self, ids: Iterable[int], given: frozenset[int] = frozenset()) -> list[int]:
+        """The ids in ``ids`` and all their ancestors, sorted (so in topological order); the
+        ancestors of the ids in ``given`` are not followed (their values are known)."""
         deps = self._deps
         seen = bytearray(len(self._keys))
         stack = list(ids)
@@ -297,6 +298,8 @@ class Dag:
         while stack:
             i = stack.pop()
             found.append(i)
+            if given and i in given:
+                continue
             for d in deps[i]:
                 if not seen[d]:
                     seen[d] = 1
