@@ -80,6 +80,7 @@ import pickle
 import re
 import struct
 import threading
+import time
 import warnings
 import weakref
 import zlib
@@ -471,11 +472,8 @@ class DirectoryStore(_RecordStore):
     def _write_file(self, path: str, mode: str, header: bytes, payload: bytes, sync: bool) -> None:
         try:
             _write(path, mode, header, payload, sync)
-        except FileNotFoundError:
-            sub = os.path.dirname(path)
-            if os.path.isdir(sub):
-                raise
-            self._make_dir(sub)  # the record's subdirectory did not exist yet
+        except FileNotFoundError:  # the record's subdirectory did not exist (or another thread just made it)
+            self._make_dir(os.path.dirname(path))
             _write(path, mode, header, payload, sync)
 
     def _make_dir(self, sub: str) -> None:
@@ -535,15 +533,24 @@ class _Connection:
 
     __slots__ = ("__weakref__", "conn", "pid")
 
+    # A class attribute, not the module's ``os``: close() may run at shutdown, after the
+    # module's globals were cleared.
+    _getpid = staticmethod(os.getpid)
+    _inherited = _INHERITED
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.pid = os.getpid()
+        self.pid = self._getpid()
         with _OPEN_LOCK:
             _OPEN.add(self)
 
-    def close(self, _getpid=os.getpid, _inherited=_INHERITED) -> None:  # bound early: may run at shutdown
-        if self.pid != _getpid():
-            _inherited.append(self.conn)
+    def inherited(self) -> bool:
+        """Whether this connection was opened by another process (this one is a fork of it)."""
+        return self.pid != self._getpid()
+
+    def close(self) -> None:
+        if self.inherited():
+            self._inherited.append(self.conn)
             return
         try:
             self.conn.close()  # a no-op if already closed
@@ -590,6 +597,7 @@ class SQLiteStore(_RecordStore):
             )
         self._path = _path_arg(type(self), path)
         self._local = threading.local()
+        self._db()  # make the database now: a bad path fails here, and it is in WAL mode before any worker uses it
 
     @property
     def path(self) -> str:
@@ -604,21 +612,39 @@ class SQLiteStore(_RecordStore):
 
     def _db(self) -> sqlite3.Connection:
         held = getattr(self._local, "held", None)
-        if held is None or held.pid != os.getpid():
-            import sqlite3
-
-            # Autocommit (isolation_level=None): each statement is its own transaction.
-            conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.execute(_SCHEMA)
-            except BaseException:
-                conn.close()
-                raise
-            held = self._local.held = _Connection(conn)  # an inherited one goes to _INHERITED as it is freed
+        if held is None or held.inherited():  # an inherited one goes to _INHERITED as it is freed
+            held = self._local.held = _Connection(self._connect())
         return held.conn
+
+    def _connect(self) -> sqlite3.Connection:
+        import sqlite3
+
+        # Autocommit (isolation_level=None): each statement is its own transaction.  The
+        # timeout is SQLite's busy timeout: how long a statement waits for another writer.
+        conn = sqlite3.connect(self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA synchronous = NORMAL")
+            # Switching a new database to WAL needs an exclusive lock, and SQLite fails a
+            # connection at once (without waiting) when waiting could deadlock, as when
+            # several connections make the database at the same moment: retry until the
+            # busy timeout.  Once the file is in WAL mode (it stays so) nothing is switched.
+            deadline = time.monotonic() + BUSY_TIMEOUT_S
+            delay = 0.001
+            while True:
+                try:
+                    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                        conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                time.sleep(delay)
+                delay = min(2 * delay, 0.05)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def close(self) -> None:
         """Close the calling thread's connection (the next call opens a new one)."""
