@@ -39,6 +39,7 @@ from .errors import (
 from .executor import Executor, gil_enabled
 from .graph import Dag, DagBuilder
 from .results import RunResult, RunStats
+from .store import MISSING, CorruptRecordWarning, DirectoryStore, MemoryStore, SQLiteStore, Store
 
 __version__ = "0.1.0"
 
@@ -46,13 +47,17 @@ __all__ = [
     "Backend",
     "BuildError",
     "CancelToken",
+    "CorruptRecordWarning",
     "CycleError",
     "Dag",
     "DagBuilder",
+    "DirectoryStore",
     "DuplicateKeyError",
     "EmptyGraphError",
     "Executor",
     "ExecutorConfig",
+    "MISSING",
+    "MemoryStore",
     "MissingDependencyError",
     "OnError",
     "RunCancelledError",
@@ -60,7 +65,9 @@ __all__ = [
     "RunResult",
     "RunStats",
     "RunTimeoutError",
+    "SQLiteStore",
     "SerializationError",
+    "Store",
     "TaskContext",
     "TaskError",
     "TaskOptions",
