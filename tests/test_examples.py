@@ -43,3 +43,20 @@ def test_pipeline():
     assert re.search(r"^  hash = [0-9a-f]{64}$", out, re.MULTILINE)
     assert "report = batch " in out
     assert "fees EUR 4.05, USD 18.11" in out
+
+
+def test_resume():
+    out = example_output("resume.py")
+    runs = re.split(r"^Run \d \(.*\):$", out, flags=re.MULTILINE)[1:]
+    assert len(runs) == 3
+    ran = [set(re.findall(r"^  ran (\S+)$", run, re.MULTILINE)) for run in runs]
+    assert ran == [
+        {"clean/emea", "clean/amer", "clean/apac", "total/emea", "total/amer"},  # apac fails: its total and the report are skipped
+        {"clean/apac", "total/apac", "report"},  # the rest is loaded from the store
+        set(),  # everything is loaded
+    ]
+    stats = re.findall(r"^Run \d: loaded (\d+), stored (\d+), failed (\d+), skipped (\d+)$", out, re.MULTILINE)
+    assert stats == [("0", "4", "1", "2"), ("2", "3", "0", "0"), ("1", "0", "0", "0")]
+    assert "failed clean/apac: ValueError" in out
+    assert out.count("report = emea 16.75 | amer 21.75 | apac 13.10") == 2
+    assert re.findall(r"^backend: (\w+)$", out, re.MULTILINE) == [expected_backend()]
