@@ -25,6 +25,9 @@ CASES = [
     (ftdag.TaskTimeoutError(("k", 2), 1.5), {"key": ("k", 2), "timeout": 1.5}),
     (ftdag.RunCancelledError("cancelled", {"partial": 1}), {"result": {"partial": 1}}),
     (ftdag.RunTimeoutError("too late"), {"result": None}),
+    (ftdag.ResourceError("t", "db", 3, 2), {"task": "t", "resource": "db", "requested": 3, "capacity": 2}),
+    (ftdag.ResourceError("t", "gpu", 1, None), {"task": "t", "resource": "gpu", "capacity": None}),
+    (ftdag.CorruptRecordWarning("record of task 't' is corrupt"), {}),
 ]
 
 

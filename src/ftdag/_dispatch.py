@@ -33,6 +33,7 @@ from __future__ import annotations
 import pickle
 import time
 
+from ._admission import Admission
 from ._context import RunContext
 from ._plan import NO_TASK, Plan
 from ._runstate import RunState
@@ -58,17 +59,18 @@ class Run(RunState):
 
     __slots__ = (
         "run_id", "keys", "deps", "dependents", "remaining", "consumers", "fid_of", "fn_data", "links", "ctx",
-        "store_blob", "timeouts",
+        "store_blob", "timeouts", "direct", "admission",
     )
 
     def __init__(
         self, plan: Plan, run_id: int, fid_of: list[int], fn_data: dict[int, bytes], bound: int,
-        ctx: RunContext | None = None, store_blob: bytes | None = None,
+        ctx: RunContext | None = None, store_blob: bytes | None = None, admission: Admission | None = None,
     ) -> None:
         super().__init__(plan, bound)  # ready, in_flight (the sum of len(w.assigned)), pending, stopped, ...
         dag = plan.dag
         self.run_id = run_id  # > every earlier run's: tags its messages, and cancels it in the shared flag
-        self.keys, self.deps, self.dependents = dag._keys, dag._deps, dag._dependents  # the graph's rows
+        # The graph's rows; ``dependents`` are what a finished task counts down (Dag._next).
+        self.keys, self.deps, self.dependents = dag._keys, dag._deps, dag._next
         self.remaining, self.consumers = plan.remaining, plan.consumers
         self.fid_of = fid_of  # node id -> id of its function (for planned tasks)
         self.fn_data = fn_data  # function id -> the pickled function
@@ -77,6 +79,11 @@ class Run(RunState):
         self.store_blob = store_blob  # the pickled store, sent with the run's first message to each worker
         # task -> its timeout, for the planned tasks that have one (a run with a context only)
         self.timeouts: dict[int, float] = {}
+        # Ordered and guarded runs send a worker one task at a time, when it is free, and never
+        # link: tasks then start in ready order, and are admitted (``admission``,
+        # ftdag._admission) only when they are about to run.
+        self.direct = plan.template.ordered or plan.template.guarded
+        self.admission = admission
         if ctx is not None:
             for t in plan.tasks:
                 timeout = ctx.timeout_of(t)
@@ -101,6 +108,8 @@ def assign_ready(run: Run, workers: list[Worker], prefer: Worker | None, slots: 
     ready = run.ready
     room = run.bound - run.in_flight
     batches: dict[Worker, list[int]] = {}
+    if run.direct:
+        return _assign_direct(run, workers, room), 0
     if run.timeouts:
         return _assign_with_timeouts(run, workers, slots, room), 0
     for _ in range(min(room, len(ready))):
@@ -119,6 +128,31 @@ def assign_ready(run: Run, workers: list[Worker], prefer: Worker | None, slots: 
         batches.setdefault(best, []).append(ready.pop())
         room -= 1
     return batches, room
+
+
+def _assign_direct(run: Run, workers: list[Worker], room: int) -> dict[Worker, list[int]]:
+    """:func:`assign_ready` for an ordered or guarded run: the best admitted ready task to each
+    worker with nothing assigned (module docstring); the ones not admitted wait, holding
+    nothing, in ``admission.blocked``."""
+    ready, admission = run.ready, run.admission
+    batches: dict[Worker, list[int]] = {}
+    for w in workers:
+        if not ready or room <= 0:
+            break
+        if w.dead or w.assigned:
+            continue
+        task = NO_TASK
+        while ready:
+            t = ready.pop()
+            if admission is None or admission.admit(t):
+                task = t
+                break
+            admission.blocked.append(t)
+        if task == NO_TASK:
+            break
+        batches[w] = [task]
+        room -= 1
+    return batches
 
 
 def _assign_with_timeouts(run: Run, workers: list[Worker], slots: int, room: int) -> dict[Worker, list[int]]:

@@ -48,6 +48,17 @@ class TaskOptions:
     cache: bool = True
     version: str | None = None
 
+    priority: int = 0  # (stand-ins until the constraints land)
+    cost: float = 1.0
+
+    @property
+    def ordered(self) -> bool:
+        return self.priority != 0 or self.cost != 1.0
+
+    @property
+    def guarded(self) -> bool:
+        return False
+
     @property
     def scheduled(self) -> bool:
         """Whether the schedulers must treat the task specially (retries or a timeout)."""

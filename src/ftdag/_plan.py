@@ -9,8 +9,11 @@ Counting conventions, shared by all schedulers:
 
 - ``remaining[i]``: the task dependencies of planned task ``i`` not yet finished, counted
   with multiplicity (a dependency listed twice counts twice, and ``Dag._dependents`` lists
-  the dependent twice).  Sources count as finished from the start.  Nodes outside the plan
-  hold ``NOT_PLANNED`` (-1), so decrementing them never reaches 0 and they never become ready.
+  the dependent twice), plus its order-only predecessors (``Dag._after``).  Sources (and
+  values loaded from a store) count as finished from the start.  A finished task counts
+  down the nodes in ``Dag._next`` (its dependents, then its order-only followers).  Nodes
+  outside the plan hold ``NOT_PLANNED`` (-1), so decrementing them never reaches 0 and they
+  never become ready.
 - ``consumers[i]``: planned dependents of ``i`` that have not finished (with multiplicity),
   plus 1 if ``i`` is a requested output.  When it drops to 0 the run forgets ``values[i]``,
   so an intermediate result is freed as soon as its last consumer has run.
@@ -40,10 +43,11 @@ class _Template:
     every run of that request, on every thread; a :class:`Plan` copies the mutable counts.
     """
 
-    __slots__ = ("tasks", "initial", "executed", "remaining", "consumers", "solo", "scheduled")
+    __slots__ = ("tasks", "initial", "executed", "remaining", "consumers", "solo", "scheduled", "ordered", "guarded",
+                 "rank", "order")
 
     def __init__(self, dag: Dag, output_ids: list[int], given: frozenset[int] = frozenset()) -> None:
-        fns, deps = dag._fns, dag._deps
+        fns, deps, after = dag._fns, dag._deps, dag._after
         planned = dag._closure(output_ids, given)
         n = len(dag._keys)
         remaining = [NOT_PLANNED] * n
@@ -61,6 +65,10 @@ class _Template:
                 consumers[d] += 1
                 if fns[d] is not None and d not in given:
                     count += 1
+            if after is not None:  # order-only predecessors count like dependencies, and pass no value
+                for d in after[i]:
+                    if fns[d] is not None and d not in given:
+                        count += 1
             remaining[i] = count
         self.tasks = tuple(tasks)  # planned task ids, in topological order
         self.initial = tuple(i for i in tasks if not remaining[i])  # tasks ready at the start
@@ -70,10 +78,55 @@ class _Template:
         # NO_TASK or the link (no links with given values: such runs have a context, which links nothing)
         self.solo = solo_links(dag, tasks, remaining, consumers, set(output_ids)) if not given else [NO_TASK] * n
         options = dag._options
-        # Whether a planned task has retries or a timeout: then no run of this plan is plain.
-        self.scheduled = options is not None and any(
-            (o := options[t]) is not None and o.scheduled for t in tasks
-        )
+        ordered = guarded = scheduled = False
+        if options is not None:
+            for t in tasks:
+                o = options[t]
+                if o is not None:
+                    scheduled = scheduled or o.scheduled
+                    ordered = ordered or o.ordered
+                    guarded = guarded or o.guarded
+        # No run of this plan is plain (ftdag._context) if a planned task has retries or a
+        # timeout (scheduled), a priority or cost (ordered), or resources or access sets (guarded).
+        self.scheduled = scheduled or ordered or guarded
+        self.ordered = ordered  # ready tasks start in exactly the order of ``rank``
+        self.guarded = guarded  # some tasks are admitted only when their resources and names are free
+        # The order among ready tasks (ftdag._runstate): rank[t] is planned task t's place in
+        # ``order`` (by priority, then critical path, then id), or None for insertion order,
+        # which is the same when no planned task depends on another and none has a priority.
+        self.rank: list[int] | None = None
+        self.order: list[int] | None = None
+        if ordered or len(self.initial) < len(tasks):
+            self.order, self.rank = ready_order(dag, tasks, remaining)
+
+def ready_order(dag: Dag, tasks: list[int], remaining: list[int]) -> tuple[list[int], list[int]]:
+    """The order in which ready tasks start, as dask orders them: higher ``priority`` first,
+    then the longer *critical path* (the largest sum of ``cost`` along a path from the task to
+    the end of the plan, its own cost included), then the smaller id (insertion order).
+
+    Returns ``(order, rank)``: the planned tasks in that order, and each task's place in it
+    by id (-1 outside the plan).
+    """
+    options, nxt = dag._options, dag._next
+    path = [0.0] * len(remaining)
+    for t in reversed(tasks):  # ids are topological: a task's dependents come first here
+        o = options[t] if options is not None else None
+        longest = 0.0
+        for u in nxt[t]:
+            if remaining[u] >= 0 and path[u] > longest:  # a planned dependent (data or order)
+                longest = path[u]
+        path[t] = longest + (1.0 if o is None else o.cost)
+    priority = [0] * len(remaining)
+    if options is not None:
+        for t in tasks:
+            o = options[t]
+            if o is not None:
+                priority[t] = o.priority
+    order = sorted(tasks, key=lambda t: (-priority[t], -path[t], t))
+    rank = [-1] * len(remaining)
+    for place, t in enumerate(order):
+        rank[t] = place
+    return order, rank
 
 
 def solo_links(
@@ -82,18 +135,19 @@ def solo_links(
     """``solo[t] = u`` where ``t -> u`` is a *solo link*, else ``NO_TASK``.
 
     This is the one definition of a solo link.  ``t -> u`` is one when ``u`` is ``t``'s only
-    planned consumer (a single edge, and ``t`` is not an output), ``t`` is ``u``'s only task
-    dependency (a single edge), and ``t`` is the only consumer of each of its own task inputs.
+    planned consumer (a single edge, and ``t`` is not an output, and has no order-only
+    followers), ``t`` is ``u``'s only task dependency (a single edge, and ``u`` has no
+    order-only predecessors), and ``t`` is the only consumer of each of its own task inputs.
     Then nothing but the thread that ran ``t`` can ever touch ``values[t]``, the values of
     ``t``'s inputs, ``remaining[u]`` or the consumer counts of those nodes, so it may store
     ``t``'s result, drop its inputs and run ``u`` without touching any shared count (the
     thread backend's invariant I7).
     """
-    fns, deps, dependents = dag._fns, dag._deps, dag._dependents
+    fns, deps, dependents, followers = dag._fns, dag._deps, dag._dependents, dag._followers
     solo = [NO_TASK] * len(fns)
     for t in tasks:
-        if consumers[t] != 1 or t in outputs:
-            continue
+        if consumers[t] != 1 or t in outputs or (followers is not None and followers[t]):
+            continue  # (a task with order-only followers must count them down: no link)
         u = next(u for u in dependents[t] if remaining[u] >= 0)  # the planned consumer
         if remaining[u] == 1 and all(fns[d] is None or consumers[d] == 1 for d in deps[t]):
             solo[t] = u
@@ -105,7 +159,7 @@ class Plan:
 
     __slots__ = (
         "dag", "template", "outputs", "tasks", "initial", "executed", "values", "remaining", "consumers", "scheduled",
-    )
+    )  # (the ready order and the flags ordered/guarded are the template's)
 
     def __init__(
         self, dag: Dag, outputs: Iterable[Hashable] | Hashable, given: dict[int, object] | None = None,
@@ -160,12 +214,12 @@ class Plan:
         return made
 
     def skip_after(self, task: int, garbage: list[object] | None = None) -> list[int]:
-        """``task`` failed for good: no planned task that depends on it, directly or not, will
-        run.  Returns those tasks (not yet skipped), marks them ``NOT_PLANNED`` so they never
-        become ready, and drops the inputs that only they and ``task`` still needed (into
-        ``garbage`` if given).  Not thread-safe, like :meth:`finish`."""
+        """``task`` failed for good: no planned task that depends on it, directly or not (by
+        data or order edges), will run.  Returns those tasks (not yet skipped), marks them
+        ``NOT_PLANNED`` so they never become ready, and drops the inputs that only they and
+        ``task`` still needed (into ``garbage`` if given).  Not thread-safe, like :meth:`finish`."""
         dag = self.dag
-        deps, dependents = dag._deps, dag._dependents
+        deps, dependents = dag._deps, dag._next
         values, consumers, remaining = self.values, self.consumers, self.remaining
         skipped = []
         stack = [task]

@@ -91,6 +91,7 @@ import threading
 import time
 
 from . import _functions
+from ._admission import Admission
 from ._context import CONTINUE, RETRY_NOW, STOP, RunContext
 from ._dispatch import Run, Unsendable, add_links, assign_ready, encode_tasks, send_batch
 from ._failures import remote_exception, run_error
@@ -134,7 +135,7 @@ class ProcessPool:
 
     # -- the caller's side ----------------------------------------------------------------------
 
-    def run(self, plan: Plan, ctx: RunContext | None = None) -> dict[str, int]:
+    def run(self, plan: Plan, ctx: RunContext | None = None, admission: Admission | None = None) -> dict[str, int]:
         """Execute ``plan``; raise :class:`~ftdag.TaskError` (or a task's ``BaseException``).
         With ``ctx``, failures are the context's to report (:mod:`ftdag._context`); only a
         ``BaseException`` is raised here."""
@@ -143,7 +144,7 @@ class ProcessPool:
                 raise RuntimeError("this executor is closed")
             self._workers.forget_functions(self._functions.collected())
             fid_of, fn_data = self._functions.lookup(plan)  # may raise, before anything runs
-            run = Run(plan, next(self._run_ids), fid_of, fn_data, self._bound, ctx, _store_blob(ctx))
+            run = Run(plan, next(self._run_ids), fid_of, fn_data, self._bound, ctx, _store_blob(ctx), admission)
             if run.pending:
                 if ctx is not None:
                     run_id, workers = run.run_id, self._workers
@@ -229,6 +230,8 @@ class ProcessPool:
                 w.assigned.clear()
                 w.timed = NO_TASK
                 run.in_flight -= 1
+                if run.admission is not None:
+                    self._release(run, run.admission, task)
                 self._failed(run, task, _TIMED_OUT, run.timeouts[task])
                 if not run.stopped:
                     self._workers.replace(w)
@@ -301,6 +304,8 @@ class ProcessPool:
         run.in_flight -= 1
         if w.timed == task:
             w.timed = NO_TASK
+        if run.admission is not None:
+            self._release(run, run.admission, task)
         if run.ctx is not None:
             if status == OK:
                 self._succeeded(run, run.ctx, w, task, payload)
@@ -368,6 +373,8 @@ class ProcessPool:
                 w.timed = NO_TASK
                 task, queued = lost[0], list(lost)[1:]
                 lost.clear()
+                if run.admission is not None:
+                    self._release(run, run.admission, task)
                 if queued and not run.stopped:
                     run.ready.push(queued)
                 self._failed(run, task, CRASHED, (w.proc.exitcode, not w.started))
@@ -378,6 +385,15 @@ class ProcessPool:
             self._workers.replace(w)
             if run.ready:
                 self._dispatch(run, None)
+
+    def _release(self, run: Run, admission: Admission, task: int) -> None:
+        """A guarded task ended (however): give back what it held; the blocked tasks may fit now."""
+        if admission.guards(task):
+            admission.release(task)
+            if admission.blocked:
+                if not run.stopped:
+                    run.ready.push(admission.blocked)
+                admission.blocked.clear()
 
     def _succeeded(self, run: Run, ctx: RunContext, w: Worker, task: int, result: object) -> None:
         """A run with a context: ``task`` returned ``result`` (reported even if the run stopped)."""
@@ -447,6 +463,8 @@ class ProcessPool:
         run.ready.clear()
         if run.ctx is not None:
             run.ctx.drop_timers()
+        if run.admission is not None:
+            run.admission.blocked.clear()
         self._workers.cancel_run(run.run_id)
 
     def _abort(self, run: Run) -> None:

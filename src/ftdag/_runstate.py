@@ -5,8 +5,9 @@ consumer counts, by node id).  A :class:`RunState` says *where the run stands*, 
 terms both the thread and the process backend use, so that features that change
 scheduling (priorities, resources, retries, cancellation, callbacks) are written once:
 
-``ready``           ready task ids that are not in flight, in a :class:`ReadyStack`: the
-                    order in which ready tasks start is decided here, not in the backends.
+``ready``           ready task ids that are not in flight, in a :class:`ReadyStack` or a
+                    :class:`ReadyHeap` (the plan decides which): the order in which ready
+                    tasks start is decided here, not in the backends.
 ``bound``           the in-flight bound, ``ExecutorConfig.in_flight_bound``.
 ``in_flight``       tasks handed to workers (queued there or running); at most ``bound``.
 ``pending``         planned tasks that have not finished successfully.
@@ -26,11 +27,12 @@ lock; processes: the caller's thread), so nothing here locks.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable
 
 from ._plan import Plan
 
-__all__ = ["ReadyStack", "RunState"]
+__all__ = ["ReadyHeap", "ReadyStack", "RunState"]
 
 
 class ReadyStack(list[int]):
@@ -55,6 +57,37 @@ class ReadyStack(list[int]):
         self.extend(reversed(tasks))
 
 
+class ReadyHeap(list[int]):
+    """Ready task ids by rank (:func:`ftdag._plan.ready_order`: priority, then critical path,
+    then insertion order): ``pop()`` returns the best.  Holds ranks, in a heap, so that each
+    operation is O(log n) on ints; ``order`` turns a rank back into a task id.  Used by every
+    plan with a priority or a dependency between planned tasks."""
+
+    __slots__ = ("rank", "order")
+
+    rank: list[int]  # by task id: its place in order
+    order: list[int]  # task ids, best first
+
+    @classmethod
+    def start(cls, initial: Iterable[int], rank: list[int], order: list[int]) -> ReadyHeap:
+        self = cls(rank[t] for t in initial)
+        heapq.heapify(self)
+        self.rank, self.order = rank, order
+        return self
+
+    def push(self, tasks: list[int]) -> None:
+        rank = self.rank
+        for t in tasks:
+            heapq.heappush(self, rank[t])
+
+    def pop(self) -> int:  # type: ignore[override]
+        return self.order[heapq.heappop(self)]
+
+    def peek(self) -> int:
+        """The task :meth:`pop` would return."""
+        return self.order[self[0]]
+
+
 class RunState:
     """One run's scheduling state shared by the parallel backends; see the module docstring."""
 
@@ -64,7 +97,11 @@ class RunState:
     def __init__(self, plan: Plan, bound: int) -> None:
         self.plan = plan
         self.values = plan.values  # by node id: a source's value, a finished task's result, or None
-        self.ready = ReadyStack.start(plan.initial)
+        template = plan.template
+        self.ready: ReadyStack | ReadyHeap = (
+            ReadyStack.start(plan.initial) if template.rank is None
+            else ReadyHeap.start(plan.initial, template.rank, template.order)  # type: ignore[arg-type]
+        )
         self.bound = bound  # in_flight never exceeds it
         self.in_flight = 0  # tasks queued at or running on workers
         self.pending = len(plan.tasks)  # planned tasks not yet finished successfully

@@ -112,6 +112,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
+from ._admission import Admission
 from ._attempt import SaveFailed, attempts
 from ._context import CONTINUE, RETRY_NOW, STOP, RunContext, TaskContext, register_frame
 from ._plan import NO_TASK, Plan
@@ -153,12 +154,22 @@ class _Run(RunState):
 
     __slots__ = (
         "fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals", "ctx",
-        "no_solo",
+        "no_solo", "fifo", "direct", "admission",
     )
 
-    def __init__(self, plan: Plan, workers: int, cap: int, bound: int, ctx: RunContext | None = None) -> None:
+    def __init__(
+        self, plan: Plan, workers: int, cap: int, bound: int, ctx: RunContext | None = None,
+        admission: Admission | None = None,
+    ) -> None:
         super().__init__(plan, bound)
         self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
+        template = plan.template
+        # Ordered and guarded runs (both have a context) queue nothing at the slots: every task
+        # is taken straight from ``ready`` by a free slot, so it starts in ready order and is
+        # admitted (``admission``, ftdag._admission) only when it is about to run.
+        self.direct = template.ordered or template.guarded
+        self.admission = admission
+        self.fifo = template.rank is not None  # a slot runs its own queue oldest first: in ready order
         self.no_solo = None if ctx is None else [NO_TASK] * len(plan.values)  # a run with a context links nothing
         self.fns: Sequence[Callable[..., Any] | None] = plan.dag._fns  # by node id; None for a source
         if ctx is not None:  # each task's function wrapped in its attempt: context, timeout, store
@@ -250,8 +261,8 @@ class _Graph:
 
     def __init__(self, plan: Plan) -> None:
         self.template = plan.template  # identifies the plan template the copy is of
-        ids = (plan.dag._deps, plan.dag._dependents, plan.template.solo)
-        self.ids = pickle.loads(pickle.dumps(ids, pickle.HIGHEST_PROTOCOL))  # (deps, dependents, solo)
+        ids = (plan.dag._deps, plan.dag._next, plan.template.solo)
+        self.ids = pickle.loads(pickle.dumps(ids, pickle.HIGHEST_PROTOCOL))  # (deps, next, solo)
 
 
 class ThreadPool:
@@ -280,7 +291,7 @@ class ThreadPool:
 
     # -- the caller's side ----------------------------------------------------------------------
 
-    def run(self, plan: Plan, ctx: RunContext | None = None) -> dict[str, int]:
+    def run(self, plan: Plan, ctx: RunContext | None = None, admission: Admission | None = None) -> dict[str, int]:
         """Execute ``plan``, the calling thread helping; raise :class:`~ftdag.TaskError` (or a
         task's ``BaseException``).  With ``ctx``, failures are the context's to report
         (:mod:`ftdag._context`); only a ``BaseException`` is raised here."""
@@ -294,7 +305,7 @@ class ThreadPool:
                     self._check_crash()
                 if not self._started:
                     self._start_threads()
-                run = _Run(plan, self.workers, self._cap, self._bound, ctx)
+                run = _Run(plan, self.workers, self._cap, self._bound, ctx, admission)
                 if not run.done:
                     self._run_as_caller(run)
             finally:
@@ -329,7 +340,7 @@ class ThreadPool:
         """The caller's loop: run tasks as slot ``_caller_slot`` until ``run`` is over."""
         lock, c = self._lock, self._caller_slot
         dag = run.plan.dag
-        ids = (dag._deps, dag._dependents, run.plan.template.solo if run.no_solo is None else run.no_solo)
+        ids = (dag._deps, dag._next, run.plan.template.solo if run.no_solo is None else run.no_solo)
         garbage: list[Any] = []
         slice_s = _SIGNAL_SLICE_S if main else -1
         ctrl_c = (KeyboardInterrupt,) if main else ()  # what abandons the run when a task raises it
@@ -585,6 +596,12 @@ class ThreadPool:
         round-robin, and idle pool threads (and the caller, if it sleeps) are woken to take
         or steal them.
         """
+        if run.direct:  # nothing is queued at the slots: wake free ones to take from ready
+            if self._idle:
+                self._wake.notify(len(run.ready))
+            if run.caller_waiting:
+                _ring(run)
+            return
         ready, queues, cap = run.ready, run.queues, run.cap
         room = run.bound - run.in_flight
         pushed = 0
@@ -628,7 +645,7 @@ class ThreadPool:
             return NO_TASK
         queues = run.queues
         if queues[w]:
-            task = queues[w].pop()
+            task = queues[w].popleft() if run.fifo else queues[w].pop()
         else:
             n = len(queues)
             for k in range(1, n):
@@ -640,10 +657,15 @@ class ThreadPool:
             else:
                 if not run.ready or run.in_flight >= run.bound:
                     return NO_TASK
+                if run.admission is None:
+                    task = run.ready.pop()
+                else:
+                    task = _admit_next(run, run.admission)
+                    if task == NO_TASK:
+                        return NO_TASK
                 run.in_flight += 1
                 if run.in_flight > run.peak_in_flight:
                     run.peak_in_flight = run.in_flight
-                task = run.ready.pop()
         if run.ready:
             self._dispatch(run, w)
         return task
@@ -690,6 +712,12 @@ class ThreadPool:
         ctx = run.ctx
         assert ctx is not None
         made: list[int] = []
+        admission = run.admission
+        if admission is not None and admission.guards(task):
+            admission.release(task)
+            if admission.blocked:  # they may fit now: back among the ready, in ready order
+                run.ready.push(admission.blocked)
+                admission.blocked.clear()
         if error is not None:
             if isinstance(error, SaveFailed):
                 action = ctx.failure(run.plan, task, error.error.__cause__ or error.error, error.error, False, garbage)
@@ -713,6 +741,9 @@ class ThreadPool:
             run.pending -= 1
             if run.stopped or ctx.halted():
                 self._stop(run)
+                made = []
+            elif run.direct:  # the slot takes the best ready task next, not necessarily these
+                run.ready.push(made)
                 made = []
             elif made:
                 run.in_flight += 1  # made[0] runs next on this thread, in task's place
@@ -763,6 +794,20 @@ class ThreadPool:
         run.ready.clear()
         if run.ctx is not None:
             run.ctx.drop_timers()
+        if run.admission is not None:
+            run.admission.blocked.clear()
+
+
+def _admit_next(run: _Run, admission: Admission) -> int:
+    """The best ready task that ``admission`` admits, or ``NO_TASK``; the ones it does not
+    admit wait in ``admission.blocked``, holding nothing, until a guarded task ends."""
+    ready, blocked = run.ready, admission.blocked
+    while ready:
+        task = ready.pop()
+        if admission.admit(task):
+            return task
+        blocked.append(task)
+    return NO_TASK
 
 
 def _idle_wait(ctx: RunContext, slice_s: float) -> float:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 __all__ = ["BACKENDS", "ON_ERROR", "Backend", "ExecutorConfig", "OnError", "available_cpus", "check_on_error"]
@@ -40,6 +42,10 @@ class ExecutorConfig:
     backend:
         ``"threads"``, ``"processes"``, ``"sequential"``, or ``"auto"``: threads when the
         GIL is off at the time of ``run()``, processes otherwise.
+    resources:
+        Capacities of named resources, ``{"db": 2, "gpu": 1}``: tasks added with
+        ``resources={"db": 1}`` hold those units while they run, so at most two such tasks
+        use ``db`` at once.  A read-only mapping once the config is made.
     on_error:
         What a task that fails for good does to a run, unless ``run(on_error=...)`` says:
         ``"fail_fast"`` (raise :class:`~ftdag.TaskError`) or ``"keep_going"`` (run what does
@@ -54,6 +60,7 @@ class ExecutorConfig:
     worker_queue_cap: int
     backend: Backend
     on_error: OnError
+    resources: Mapping[str, int]
 
     def __init__(
         self,
@@ -62,6 +69,7 @@ class ExecutorConfig:
         worker_queue_cap: int = 2,
         backend: Backend = "auto",
         on_error: OnError = "fail_fast",
+        resources: Mapping[str, int] | None = None,
     ) -> None:
         if max_workers is None:
             max_workers = available_cpus()
@@ -75,9 +83,11 @@ class ExecutorConfig:
         if backend not in BACKENDS:
             raise ValueError(f"ExecutorConfig.backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
         check_on_error("ExecutorConfig.on_error", on_error)
+        capacities = _check_resources(resources)
         for name, value in (
             ("max_workers", max_workers), ("max_in_flight", max_in_flight),
             ("worker_queue_cap", worker_queue_cap), ("backend", backend), ("on_error", on_error),
+            ("resources", capacities),
         ):
             object.__setattr__(self, name, value)
 
@@ -97,3 +107,50 @@ def _check_count(field: str, value: object) -> None:
 def check_on_error(what: str, value: object) -> None:
     if not isinstance(value, str) or value not in ON_ERROR:
         raise ValueError(f"{what} must be one of {', '.join(map(repr, ON_ERROR))}; got {value!r}")
+
+
+class Capacities(Mapping[str, int]):
+    """A read-only, hashable ``{resource name: capacity}`` (``ExecutorConfig.resources``)."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, int]) -> None:
+        self._items = MappingProxyType(dict(sorted(items.items())))
+
+    def __getitem__(self, name: str) -> int:
+        return self._items[name]
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._items.items()))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Mapping) and dict(self._items) == dict(other)
+
+    def __repr__(self) -> str:
+        return repr(dict(self._items))
+
+
+def _check_resources(resources: object) -> Mapping[str, int]:
+    if resources is None:
+        return Capacities({})
+    if not isinstance(resources, Mapping):
+        raise TypeError(
+            f"ExecutorConfig.resources must be a mapping of resource names to capacities, "
+            f"got {type(resources).__name__}: {resources!r}"
+        )
+    for name, capacity in resources.items():
+        if not isinstance(name, str):
+            raise TypeError(f"ExecutorConfig.resources: resource names must be str, got {type(name).__name__}: {name!r}")
+        if isinstance(capacity, bool) or not isinstance(capacity, int):
+            raise TypeError(
+                f"ExecutorConfig.resources[{name!r}] must be an int, got {type(capacity).__name__}: {capacity!r}"
+            )
+        if capacity < 1:
+            raise ValueError(f"ExecutorConfig.resources[{name!r}] must be >= 1, got {capacity}")
+    return Capacities(resources)

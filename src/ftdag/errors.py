@@ -18,6 +18,7 @@ __all__ = [
     "DuplicateKeyError",
     "EmptyGraphError",
     "MissingDependencyError",
+    "ResourceError",
     "RunCancelledError",
     "RunFailedError",
     "RunTimeoutError",
@@ -256,3 +257,30 @@ class WorkerCrashedError(TaskError):
 
     def _args(self) -> tuple:
         return (self.key, self.exitcode, self.during_startup)
+
+
+class ResourceError(ValueError):
+    """A planned task asks for a resource the executor does not declare, or for more units
+    than its capacity, so it could never run: ``run()`` raises this before anything runs.
+
+    ``.task`` is the task's key, ``.resource`` the resource's name, ``.requested`` the units
+    it asks for and ``.capacity`` the executor's capacity (None if it is not declared in
+    ``ExecutorConfig(resources=...)``).
+    """
+
+    def __init__(self, task: Hashable, resource: str, requested: int, capacity: int | None) -> None:
+        self.task, self.resource, self.requested, self.capacity = task, resource, requested, capacity
+        if capacity is None:
+            message = (
+                f"task {task!r} needs resource {resource!r}, which this executor does not declare: "
+                f"add it to ExecutorConfig(resources={{{resource!r}: ...}})"
+            )
+        else:
+            message = (
+                f"task {task!r} needs {requested} units of resource {resource!r}, more than its "
+                f"capacity of {capacity}: it could never run"
+            )
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.task, self.resource, self.requested, self.capacity))

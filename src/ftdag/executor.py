@@ -13,6 +13,7 @@ from collections.abc import Hashable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from . import _sequential
+from ._admission import Admission, check_capacities
 from ._context import CancelToken, RunContext
 from ._plan import Plan
 from ._threads import ThreadPool, current_pool
@@ -149,15 +150,16 @@ class Executor:
             else:
                 counters = self._pool(backend).run(plan)
             return self._result(plan, backend, start, counters)
+        admission = self._admission(plan)  # may raise, before anything runs
         ctx = RunContext(plan, **(ctx_args or _DEFAULT_POLICY))
         if store is not None:
             from . import _resume
 
             plan = _resume.prepare(plan, ctx, store)
-        if backend == "sequential":
+        if backend == "sequential":  # one task at a time: nothing to admit
             counters = _sequential.run_plan(plan, ctx)
         else:
-            counters = self._pool(backend).run(plan, ctx)
+            counters = self._pool(backend).run(plan, ctx, admission)
         return self._outcome(plan, ctx, backend, start, counters)
 
     def run_sequential(self, dag: Dag, outputs: Iterable[Hashable] | Hashable, **policy: Any) -> RunResult:
@@ -174,6 +176,7 @@ class Executor:
             raise TypeError(f"run_sequential() got unexpected keyword argument(s) {', '.join(map(repr, policy))}")
         if ctx_args is None and not plan.scheduled:
             return self._result(plan, "sequential", start, _sequential.run_plan(plan))
+        self._admission(plan)  # checks the capacities
         ctx = RunContext(plan, **(ctx_args or _DEFAULT_POLICY))
         if ctx.store is not None:
             from . import _resume
@@ -200,6 +203,15 @@ class Executor:
             **counters,
         )
         return RunResult(plan.results(), stats)
+
+    def _admission(self, plan: Plan) -> Admission | None:
+        """The admission state of a guarded plan's run (ftdag._admission), after checking that
+        every resource its tasks ask for is declared with enough units; None if not guarded."""
+        if not plan.template.guarded:
+            return None
+        dag = plan.dag
+        check_capacities(plan.tasks, dag._keys, dag._resources, self.config.resources)
+        return Admission(dag._resources, dag._access, self.config.resources)
 
     @classmethod
     def _outcome(cls, plan: Plan, ctx: RunContext, backend: str, start: float, counters: dict[str, int]) -> RunResult:

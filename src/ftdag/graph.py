@@ -175,6 +175,7 @@ class Dag:
 
     __slots__ = (
         "_keys", "_ids", "_deps", "_dependents", "_fns", "_values", "_options", "_n_sources", "_plans", "_plans_lock",
+        "_after", "_followers", "_next", "_access", "_resources",
     )
 
     def __init__(
@@ -195,6 +196,12 @@ class Dag:
         # None instead of a table when no task has options.
         self._options: tuple[TaskOptions | None, ...] | None = tuple(options) if options else None
         self._n_sources = sum(fn is None for fn in fns)
+        # (stand-ins until the constraints land: no order edges, access sets or resources)
+        self._after: tuple[tuple[int, ...], ...] | None = None
+        self._followers: tuple[tuple[int, ...], ...] | None = None
+        self._next = self._dependents
+        self._access: tuple[tuple[frozenset[str], frozenset[str]] | None, ...] | None = None
+        self._resources: tuple[tuple[tuple[str, int], ...] | None, ...] | None = None
         self._plans: dict = {}  # plan templates by frozenset of output ids: ftdag._plan._template
         self._plans_lock = threading.Lock()
 
