@@ -32,9 +32,9 @@ CRC-32 rather than a cryptographic hash: the checksum guards against accidents (
 truncated write, a flipped bit, a file overwritten by something else), not against an
 attacker, who could as well write a valid record: a pickle runs code when loaded, so a
 store's location must only be writable by whoever may run code as you.  Measured on this
-project's 2-core machine for a 1 MB payload: ``zlib.crc32`` ~0.31 ms (3.13t) / ~0.39 ms
-(3.13), ``hashlib.blake2b(digest_size=16)`` ~1.39 / ~1.78 ms; for 1 KB, 0.7-0.9 µs against
-2.5-2.8 µs.  CRC-32 detects every error burst up to 32 bits and misses a random corruption
+project's (busy) 2-core machine for a 1 MB payload, best of 7: ``zlib.crc32`` 0.31-0.47 ms,
+``hashlib.blake2b(digest_size=16)`` 1.4-1.9 ms (both builds; ``sha1`` 0.7, ``adler32`` no
+faster than CRC-32 here); for 1 KB, 0.7-0.9 µs against 2.5-2.8 µs.  CRC-32 detects every error burst up to 32 bits and misses a random corruption
 with probability 2**-32; a torn write is caught by the length field regardless.
 
 Durability (:class:`DirectoryStore`)
@@ -178,8 +178,9 @@ def encode_record(payload: bytes) -> bytes:
     return _header(payload) + payload
 
 
-def decode_record(data: bytes) -> bytes:
-    """The payload of the record ``data``; raises :class:`_Corrupt` if it is not a whole, intact record."""
+def decode_record(data: bytes) -> memoryview:
+    """The payload of the record ``data``, as a view of it (not a copy: a 1 MB copy costs as
+    much as the checksum); raises :class:`_Corrupt` if it is not a whole, intact record."""
     if len(data) < HEADER_SIZE:
         raise _Corrupt(f"truncated: {len(data)} bytes, shorter than the {HEADER_SIZE}-byte header")
     magic, length, crc = _HEADER.unpack_from(data)
@@ -187,9 +188,10 @@ def decode_record(data: bytes) -> bytes:
         raise _Corrupt(f"bad magic {magic!r}, expected {MAGIC!r}")
     if len(data) - HEADER_SIZE != length:
         raise _Corrupt(f"the header says {length} payload bytes, the record has {len(data) - HEADER_SIZE}")
-    payload = data[HEADER_SIZE:]
-    if zlib.crc32(payload) != crc:
-        raise _Corrupt(f"checksum mismatch: CRC-32 {zlib.crc32(payload):#010x}, the header says {crc:#010x}")
+    payload = memoryview(data)[HEADER_SIZE:]
+    actual = zlib.crc32(payload)
+    if actual != crc:
+        raise _Corrupt(f"checksum mismatch: CRC-32 {actual:#010x}, the header says {crc:#010x}")
     return payload
 
 
