@@ -31,11 +31,15 @@ renamed, or is defined in a ``__main__`` this process does not have) counts as c
 CRC-32 rather than a cryptographic hash: the checksum guards against accidents (a torn or
 truncated write, a flipped bit, a file overwritten by something else), not against an
 attacker, who could as well write a valid record: a pickle runs code when loaded, so a
-store's location must only be writable by whoever may run code as you.  Measured on this
-project's 2-core machine for a 1 MB payload: ``zlib.crc32`` ~0.31 ms (3.13t) / ~0.39 ms
-(3.13), ``hashlib.blake2b(digest_size=16)`` ~1.39 / ~1.78 ms; for 1 KB, 0.7-0.9 µs against
-2.5-2.8 µs.  CRC-32 detects every error burst up to 32 bits and misses a random corruption
-with probability 2**-32; a torn write is caught by the length field regardless.
+store's location must only be writable by whoever may run code as you.  CRC-32 detects
+every error burst of up to 32 bits and misses a random corruption with probability
+2**-32; a torn write is caught by the length field regardless.  It is also the cheapest
+checksum the standard library has: measured on this project's (busy) 2-core machine, best
+of 7, for a 1 MB payload ``zlib.crc32`` takes 0.31-0.47 ms and
+``hashlib.blake2b(digest_size=16)`` 1.4-1.9 ms (on both builds; ``sha1`` 0.7 ms,
+``adler32`` no faster than CRC-32); for 1 KB, 0.7-0.9 µs against 2.5-2.8 µs.  Next to a
+1 MB record's write and read (about 2 ms, ``benchmarks/store_overhead.py``), blake2b would
+add the most.
 
 Durability (:class:`DirectoryStore`)
 ------------------------------------
@@ -45,8 +49,9 @@ Durability (:class:`DirectoryStore`)
                ``<fp>.<pid>.<thread id>.<random>.tmp``, then ``os.replace`` s it onto the final
                name: the final name only ever holds a whole record.  A crash leaves at
                worst a stray ``.tmp`` file, which ``len`` ignores and ``clear`` removes.
-               Survives a process crash; after a power loss the last records may be missing
-               (the operating system had not written them yet), but not partial.
+               Survives a process crash.  After a power loss the last records may be
+               missing (the operating system had not written them yet), or on some file
+               systems empty or partial: ``load`` detects those.
 ``"durable"``  atomic, and ``os.fsync`` of the file before the rename and of its directory
                after: a record ``save`` returned for survives a power loss.
 
@@ -61,7 +66,8 @@ Every method of every store may be called from many threads at once, and for
 store: it pickles by path).  ``load`` never returns anything but a whole value that some
 ``save`` stored under that fingerprint.  Two concurrent ``save`` calls of one fingerprint
 both succeed and one whole record wins (in ``"fast"`` mode the two writes may interleave:
-the checksum then makes the record read as corrupt, so a later ``load`` misses).  A ``load``
+unless they wrote the same bytes, the checksum then makes the record read as corrupt, so a
+later ``load`` misses; only a CRC-32 collision, 2**-32, would let a mix through).  A ``load``
 concurrent with a ``"fast"`` save of the same fingerprint may see the record half written:
 it warns, deletes it and misses, which costs a recomputation, never a wrong value.  When a
 corrupt record is deleted, a whole record saved meanwhile by another writer is kept (the
@@ -178,8 +184,9 @@ def encode_record(payload: bytes) -> bytes:
     return _header(payload) + payload
 
 
-def decode_record(data: bytes) -> bytes:
-    """The payload of the record ``data``; raises :class:`_Corrupt` if it is not a whole, intact record."""
+def decode_record(data: bytes) -> memoryview:
+    """The payload of the record ``data``, as a view of it (not a copy: a 1 MB copy costs as
+    much as the checksum); raises :class:`_Corrupt` if it is not a whole, intact record."""
     if len(data) < HEADER_SIZE:
         raise _Corrupt(f"truncated: {len(data)} bytes, shorter than the {HEADER_SIZE}-byte header")
     magic, length, crc = _HEADER.unpack_from(data)
@@ -187,9 +194,10 @@ def decode_record(data: bytes) -> bytes:
         raise _Corrupt(f"bad magic {magic!r}, expected {MAGIC!r}")
     if len(data) - HEADER_SIZE != length:
         raise _Corrupt(f"the header says {length} payload bytes, the record has {len(data) - HEADER_SIZE}")
-    payload = data[HEADER_SIZE:]
-    if zlib.crc32(payload) != crc:
-        raise _Corrupt(f"checksum mismatch: CRC-32 {zlib.crc32(payload):#010x}, the header says {crc:#010x}")
+    payload = memoryview(data)[HEADER_SIZE:]
+    actual = zlib.crc32(payload)
+    if actual != crc:
+        raise _Corrupt(f"checksum mismatch: CRC-32 {actual:#010x}, the header says {crc:#010x}")
     return payload
 
 
@@ -229,8 +237,8 @@ class _RecordStore:
 
     ``_read(fp)``            ``None`` if there is no record, else ``(record bytes, token)``,
                              the token identifying the version read; raises :class:`_Corrupt`
-                             if the record exists but cannot be read (its ``token`` attribute,
-                             is passed to ``_discard``).
+                             if the record exists but cannot be read (its ``token`` is then
+                             passed to ``_discard``).
     ``_write(fp, payload)``  store the record of ``payload``.
     ``_discard(fp, token)``  delete the record if it is still the version read; returns
                              ``None`` or why it could not be deleted.
@@ -240,6 +248,8 @@ class _RecordStore:
     process_local: bool
 
     def load(self, fingerprint: str, key: Hashable = None) -> object:
+        """The value saved under ``fingerprint``, or :data:`MISSING` (also, after a
+        :class:`CorruptRecordWarning`, for a record that is damaged, which is deleted)."""
         fp = _checked(fingerprint)
         try:
             found = self._read(fp)
@@ -262,6 +272,8 @@ class _RecordStore:
         return MISSING
 
     def save(self, fingerprint: str, value: object, key: Hashable = None) -> None:
+        """Pickle ``value`` and store it under ``fingerprint``, replacing any record there; a
+        value that does not pickle raises :class:`~ftdag.SerializationError` naming ``key``."""
         fp = _checked(fingerprint)
         self._write(fp, _dumps(value, key))
 
@@ -341,7 +353,8 @@ class MemoryStore(_RecordStore):
             return fp in self._records
 
     def __repr__(self) -> str:
-        return f"<MemoryStore: {len(self)} records>"
+        n = len(self)
+        return f"<MemoryStore: {n} record{'' if n == 1 else 's'}>"
 
     def __reduce__(self):
         raise TypeError(
