@@ -40,7 +40,7 @@ from .errors import (
 from .executor import Executor, gil_enabled
 from .graph import Dag, DagBuilder
 from .results import RunResult, RunStats
-from .store import MISSING, DirectoryStore, MemoryStore, SQLiteStore, Store
+from .store import MISSING, CorruptRecordWarning, DirectoryStore, MemoryStore, SQLiteStore, Store
 
 __version__ = "0.1.0"
 
