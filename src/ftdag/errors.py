@@ -91,7 +91,7 @@ class AccessError(BuildError):
     - ``"consume"``: ``.tasks`` all consume ``.name`` (a name has at most one consumer);
     - ``"read"`` or ``"write"``: ``.tasks`` is ``(user, consumer)``: ``user`` reads (or
       writes) ``.name``, so it must run before ``consumer``, which consumes it, but the
-      graph makes it run after (it depends on ``consumer``, directly or not).
+      graph makes it run after (``consumer`` precedes it through data or order edges).
     """
 
     def __init__(self, name: str, tasks: Sequence[Hashable], kind: str) -> None:
@@ -99,13 +99,15 @@ class AccessError(BuildError):
         self.tasks = tuple(tasks)
         self.kind = kind
         if kind in ("create", "consume"):
-            names = ", ".join(repr(k) for k in self.tasks)
-            message = f"tasks {names} all {kind} {name!r}: a name may have at most one task that {kind}s it"
+            names = [repr(k) for k in self.tasks]
+            who = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+            both = "both" if len(names) == 2 else "all"
+            message = f"tasks {who} {both} {kind} {name!r}: a name may have at most one task that {kind}s it"
         else:
             user, consumer = self.tasks
             message = (
                 f"task {user!r} {kind}s {name!r}, so it must run before task {consumer!r}, which consumes "
-                f"{name!r}, but it would have to run after {consumer!r} (it depends on it, directly or not)"
+                f"{name!r}, but the graph makes it run after {consumer!r} (through data or order edges)"
             )
         super().__init__(message)
 
