@@ -21,11 +21,13 @@ from ._context import CancelToken, TaskContext, current_task
 from ._options import TaskOptions
 from .config import Backend, ExecutorConfig, OnError, available_cpus
 from .errors import (
+    AccessError,
     BuildError,
     CycleError,
     DuplicateKeyError,
     EmptyGraphError,
     MissingDependencyError,
+    OrderError,
     RunCancelledError,
     RunFailedError,
     RunTimeoutError,
@@ -44,6 +46,7 @@ from .store import MISSING, CorruptRecordWarning, DirectoryStore, MemoryStore, S
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessError",
     "Backend",
     "BuildError",
     "CancelToken",
@@ -60,6 +63,7 @@ __all__ = [
     "MemoryStore",
     "MissingDependencyError",
     "OnError",
+    "OrderError",
     "RunCancelledError",
     "RunFailedError",
     "RunResult",
