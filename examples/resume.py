@@ -30,18 +30,25 @@ LEDGERS = {
 }
 
 
+def ran(key: str) -> None:
+    """Say that ``key`` runs, in one write: print() writes the text and the newline apart, so
+    two threads printing at once could share a line."""
+    sys.stdout.write(f"  ran {key}\n")
+    sys.stdout.flush()
+
+
 def clean(region: str, records: list[tuple[str, str]]) -> list[tuple[str, float]]:
-    print(f"  ran clean/{region}", flush=True)
+    ran(f"clean/{region}")
     return [(kind, float(amount)) for kind, amount in records]  # float("n/a") raises
 
 
 def total(region: str, records: list[tuple[str, float]]) -> float:
-    print(f"  ran total/{region}", flush=True)
+    ran(f"total/{region}")
     return round(sum(amount for _, amount in records), 2)
 
 
 def report(*totals: float) -> str:
-    print("  ran report", flush=True)
+    ran("report")
     return " | ".join(f"{region} {t:.2f}" for region, t in zip(LEDGERS, totals))
 
 

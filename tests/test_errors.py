@@ -41,6 +41,12 @@ CASES += [
     (_with_attempts(ftdag.WorkerCrashedError("t", -9), 2), {"exitcode": -9, "attempts": 2}),
 ]
 
+CASES += [
+    (ftdag.AccessError("a", ["x", ("y", 2)], "create"), {"name": "a", "tasks": ("x", ("y", 2)), "kind": "create"}),
+    (ftdag.AccessError("a", ["r", "c"], "read"), {"name": "a", "tasks": ("r", "c"), "kind": "read"}),
+    (ftdag.OrderError("t", "src", "after"), {"task": "t", "source": "src", "argument": "after"}),
+]
+
 
 @pytest.mark.parametrize("exc, attrs", CASES, ids=lambda c: type(c).__name__ if isinstance(c, BaseException) else "")
 def test_exceptions_survive_pickling(exc, attrs):

@@ -21,11 +21,13 @@ from ._context import CancelToken, TaskContext, current_task
 from ._options import TaskOptions
 from .config import Backend, ExecutorConfig, OnError, available_cpus
 from .errors import (
+    AccessError,
     BuildError,
     CycleError,
     DuplicateKeyError,
     EmptyGraphError,
     MissingDependencyError,
+    OrderError,
     ResourceError,
     RunCancelledError,
     RunFailedError,
@@ -45,6 +47,7 @@ from .store import MISSING, CorruptRecordWarning, DirectoryStore, MemoryStore, S
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessError",
     "Backend",
     "BuildError",
     "CancelToken",
@@ -61,6 +64,7 @@ __all__ = [
     "MemoryStore",
     "MissingDependencyError",
     "OnError",
+    "OrderError",
     "ResourceError",
     "RunCancelledError",
     "RunFailedError",

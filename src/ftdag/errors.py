@@ -13,11 +13,13 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 __all__ = [
+    "AccessError",
     "BuildError",
     "CycleError",
     "DuplicateKeyError",
     "EmptyGraphError",
     "MissingDependencyError",
+    "OrderError",
     "ResourceError",
     "RunCancelledError",
     "RunFailedError",
@@ -67,7 +69,9 @@ class CycleError(BuildError):
 
     ``.cycle`` lists the keys along one cycle, each a dependency of the next, with the first
     key repeated at the end (as :class:`graphlib.CycleError` does); a task that depends on
-    itself is the cycle ``[key, key]``.
+    itself is the cycle ``[key, key]``.  Order-only edges (``after``, ``before``, barriers,
+    ``creates`` and ``consumes``) count as dependencies here: a key in ``.cycle`` may simply
+    have to run before the next.
     """
 
     def __init__(self, cycle: Sequence[Hashable]) -> None:
@@ -77,6 +81,59 @@ class CycleError(BuildError):
 
     def __reduce__(self):
         return (type(self), (self.cycle,))
+
+
+class AccessError(BuildError):
+    """The tasks' access sets (``creates``, ``consumes``, ``reads``, ``writes``) contradict each other.
+
+    ``.name`` is the shared-state name and ``.tasks`` the keys involved; ``.kind`` says how:
+
+    - ``"create"``: ``.tasks`` all create ``.name`` (a name has at most one creator);
+    - ``"consume"``: ``.tasks`` all consume ``.name`` (a name has at most one consumer);
+    - ``"read"`` or ``"write"``: ``.tasks`` is ``(user, consumer)``: ``user`` reads (or
+      writes) ``.name``, so it must run before ``consumer``, which consumes it, but the
+      graph makes it run after (``consumer`` precedes it through data or order edges).
+    """
+
+    def __init__(self, name: str, tasks: Sequence[Hashable], kind: str) -> None:
+        self.name = name
+        self.tasks = tuple(tasks)
+        self.kind = kind
+        if kind in ("create", "consume"):
+            names = [repr(k) for k in self.tasks]
+            who = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+            both = "both" if len(names) == 2 else "all"
+            message = f"tasks {who} {both} {kind} {name!r}: a name may have at most one task that {kind}s it"
+        else:
+            user, consumer = self.tasks
+            message = (
+                f"task {user!r} {kind}s {name!r}, so it must run before task {consumer!r}, which consumes "
+                f"{name!r}, but the graph makes it run after {consumer!r} (through data or order edges)"
+            )
+        super().__init__(message)
+
+    def __reduce__(self):
+        return (type(self), (self.name, self.tasks, self.kind))
+
+
+class OrderError(BuildError):
+    """Task ``.task`` names source ``.source`` in its ``.argument`` (``"after"`` or ``"before"``).
+
+    Sources are values, available from the start: nothing runs before or after them.  To use
+    a source's value, list it in the task's dependencies.
+    """
+
+    def __init__(self, task: Hashable, source: Hashable, argument: str) -> None:
+        self.task = task
+        self.source = source
+        self.argument = argument
+        super().__init__(
+            f"task {task!r} names source {source!r} in {argument}=: sources are values, not run, so no task "
+            "can be ordered before or after one (to use its value, list it in the task's dependencies)"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.task, self.source, self.argument))
 
 
 class EmptyGraphError(BuildError):

@@ -6,17 +6,21 @@ cycles and compiles the graph to dense integer ids so that the schedulers' hot p
 lists instead of hashing keys (on free-threaded CPython a dict look-up from a thread other
 than the dict's creator can cost ~20 µs when the key is equal but not identical).
 
-Ids are assigned in a topological order: every dependency has a smaller id than its
-dependents.  A :class:`Dag` is immutable and safe to share between threads and runs.
+Besides data dependencies, tasks may be ordered without passing values: ``after``,
+``before``, access sets (``creates``, ``consumes``) and barriers compile into *order edges*
+(:mod:`ftdag._constraints`).  Ids are assigned in a topological order over both kinds of
+edge: every dependency, and every node a node must run after, has a smaller id.  A
+:class:`Dag` is immutable and safe to share between threads and runs.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
+from . import _constraints, _pictures
 from ._options import TaskOptions, task_options
 from .errors import CycleError, DuplicateKeyError, EmptyGraphError, MissingDependencyError, UnknownKeyError
 
@@ -35,14 +39,16 @@ def _check_hashable(what: str, key: object) -> None:
 class DagBuilder:
     """Collects nodes; :meth:`build` turns them into a :class:`Dag`.
 
-    Dependencies may name keys that are added later; they are resolved by :meth:`build`.
-    The builder can keep being used after ``build()``; each call snapshots it.
+    Dependencies (and the keys ``after`` and ``before`` name) may be keys that are added
+    later; they are resolved by :meth:`build`.  The builder can keep being used after
+    ``build()``; each call snapshots it.
     """
 
     def __init__(self) -> None:
         # key -> (deps tuple | _SOURCE, fn | None, value)
         self._nodes: dict[Hashable, tuple[Any, Callable[..., Any] | None, Any]] = {}
         self._options: dict[Hashable, TaskOptions] = {}  # the tasks that have options (ftdag._options)
+        self._barriers: list[int] = []  # per add_barrier() call, how many nodes had been added
 
     def add_source(self, key: Hashable, value: Any) -> None:
         """Add a node whose value is ``value``."""
@@ -63,6 +69,15 @@ class DagBuilder:
         timeout: float | None = None,
         cache: bool = True,
         version: str | None = None,
+        priority: int = 0,
+        cost: float = 1.0,
+        resources: Mapping[str, int] | None = None,
+        reads: Iterable[str] | str | None = None,
+        writes: Iterable[str] | str | None = None,
+        creates: Iterable[str] | str | None = None,
+        consumes: Iterable[str] | str | None = None,
+        after: Iterable[Hashable] | Hashable = None,
+        before: Iterable[Hashable] | Hashable = None,
     ) -> None:
         """Add a node computed as ``fn(*values_of(deps))``.
 
@@ -73,8 +88,19 @@ class DagBuilder:
         doubling, with jitter; ``timeout`` seconds per attempt (then
         :class:`~ftdag.TaskTimeoutError`).  Result stores: ``cache=False`` keeps this task
         (and what depends on it) out of the store; ``version`` names the task's code in
-        fingerprints instead of its function's bytecode.  Invalid values raise ``TypeError``
-        or ``ValueError`` naming the task and the argument.
+        fingerprints instead of its function's bytecode.
+
+        Scheduling (see :mod:`ftdag._options` and :mod:`ftdag._constraints`): among ready
+        tasks, higher ``priority`` first; ``cost`` is a relative estimate (> 0).  ``resources``
+        maps capacity names to the units the task holds while it runs.  ``reads``, ``writes``,
+        ``creates`` and ``consumes`` name shared state (each a ``str`` or an iterable of them):
+        a writer never overlaps another reader or writer of a name; its creator runs before,
+        and its consumer after, every other task using it.  ``after`` and ``before`` name
+        tasks this one runs after or before, passing no value (a list is several keys; a
+        tuple, or any other non-list key, is one).  A task a planned task must run after is
+        planned too.
+
+        Invalid values raise ``TypeError`` or ``ValueError`` naming the task and the argument.
         """
         _check_hashable("task key", key)
         if not isinstance(deps, (list, tuple)):
@@ -92,7 +118,8 @@ class DagBuilder:
             raise TypeError(f"fn of task {key!r} must be callable, got {type(fn).__name__}: {fn!r}")
         options = task_options(
             key, retries=retries, retry_on=retry_on, retry_delay=retry_delay, timeout=timeout, cache=cache,
-            version=version,
+            version=version, priority=priority, cost=cost, resources=resources, reads=reads, writes=writes,
+            creates=creates, consumes=consumes, after=after, before=before,
         )
         if key in self._nodes:
             raise DuplicateKeyError(key)
@@ -100,59 +127,100 @@ class DagBuilder:
         if options is not None:
             self._options[key] = options
 
+    def add_barrier(self) -> None:
+        """Order every task added so far before every task added from now on.
+
+        Sources take no part (they are values, available from the start).  A task that must
+        run after a barrier makes every task before it run too, as any order edge does.
+        Compiled by :meth:`build` into few edges (see :mod:`ftdag._constraints`).
+        """
+        self._barriers.append(len(self._nodes))
+
     def build(self) -> Dag:
         """Validate the nodes and compile them into an immutable :class:`Dag`.
 
-        Raises :class:`EmptyGraphError`, :class:`MissingDependencyError` or :class:`CycleError`.
+        Raises :class:`EmptyGraphError`; :class:`MissingDependencyError` for an unknown key
+        among a task's dependencies or its ``after``/``before``;
+        :class:`~ftdag.OrderError` for ``after``/``before`` naming a source;
+        :class:`~ftdag.AccessError` for contradictory access sets (two creators or two
+        consumers of a name, or a reader or writer that would have to run after the name's
+        consumer); :class:`CycleError` for any other cycle, through data or order edges.
         """
         nodes = self._nodes
         if not nodes:
             raise EmptyGraphError()
+        options = self._options
         for key, (deps, _, _) in nodes.items():
             if deps is not _SOURCE:
-                missing = [d for d in dict.fromkeys(deps) if d not in nodes]
+                o = options.get(key) if options else None
+                named = deps if o is None or not (o.after or o.before) else (*deps, *o.after, *o.before)
+                missing = [d for d in dict.fromkeys(named) if d not in nodes]
                 if missing:
                     raise MissingDependencyError(key, missing)
 
-        # Kahn's algorithm over insertion order; nodes left over lie on or behind a cycle.
         keys = list(nodes)
         index = {k: i for i, k in enumerate(keys)}
         n = len(keys)
         deps_of = [() if nodes[k][0] is _SOURCE else tuple(index[d] for d in nodes[k][0]) for k in keys]
+        by_index = [options.get(k) for k in keys] if options else None
+        order = None
+        if by_index is not None or self._barriers:
+            order = _constraints.order_edges(
+                keys, deps_of, [nodes[k][0] is _SOURCE for k in keys], by_index or [None] * n, self._barriers
+            )
+        after = order.preds if order is not None else None
+
+        # Kahn's algorithm over insertion order, following data and order edges; nodes left
+        # over lie on or behind a cycle.  Each users[] list ascends, so ties keep insertion order.
         users: list[list[int]] = [[] for _ in range(n)]
         for i, ds in enumerate(deps_of):
             for d in ds:
                 users[d].append(i)
+            if after is not None:
+                for d in after[i]:
+                    users[d].append(i)
         indegree = [len(ds) for ds in deps_of]
+        if after is not None:
+            for i, ds in enumerate(after):
+                indegree[i] += len(ds)
         queue = deque(i for i in range(n) if not indegree[i])
-        order: list[int] = []
+        topo: list[int] = []
         while queue:
             i = queue.popleft()
-            order.append(i)
+            topo.append(i)
             for u in users[i]:
                 indegree[u] -= 1
                 if not indegree[u]:
                     queue.append(u)
-        if len(order) < n:
-            raise CycleError(_find_cycle(keys, deps_of, indegree))
+        if len(topo) < n:
+            preds_of: Sequence[tuple[int, ...]] = deps_of
+            if after is not None:
+                preds_of = [ds + ps for ds, ps in zip(deps_of, after)]
+            if order is not None and order.consumed:
+                err = _constraints.access_cycle(keys, preds_of, indegree, order.consumed, by_index or [None] * n)
+                if err is not None:
+                    raise err
+            raise CycleError(_find_cycle(keys, preds_of, indegree))
 
         new_id = [0] * n
-        for pos, i in enumerate(order):
+        for pos, i in enumerate(topo):
             new_id[i] = pos
         return Dag(
-            keys=[keys[i] for i in order],
-            deps=[tuple(new_id[d] for d in deps_of[i]) for i in order],
-            fns=[nodes[keys[i]][1] for i in order],
-            values=[nodes[keys[i]][2] for i in order],
-            options=[self._options.get(keys[i]) for i in order] if self._options else None,
+            keys=[keys[i] for i in topo],
+            deps=[tuple(new_id[d] for d in deps_of[i]) for i in topo],
+            fns=[nodes[keys[i]][1] for i in topo],
+            values=[nodes[keys[i]][2] for i in topo],
+            options=[by_index[i] for i in topo] if by_index is not None else None,
+            after=[tuple(sorted(new_id[d] for d in after[i])) for i in topo] if after is not None else None,
         )
 
 
-def _find_cycle(keys: list[Hashable], deps_of: list[tuple[int, ...]], indegree: list[int]) -> list[Hashable]:
+def _find_cycle(keys: list[Hashable], deps_of: Sequence[tuple[int, ...]], indegree: list[int]) -> list[Hashable]:
     """One cycle among the nodes Kahn's algorithm could not order (``indegree > 0``).
 
-    Every such node has a dependency that is also unordered, so walking dependencies from any
-    of them must revisit a node; the walk from that node on is a cycle.
+    ``deps_of`` lists each node's predecessors, data and order.  Every unordered node has a
+    predecessor that is also unordered, so walking predecessors from any of them must revisit
+    a node; the walk from that node on is a cycle.
     """
     start = next(i for i, d in enumerate(indegree) if d)
     seen: dict[int, int] = {}
@@ -180,7 +248,7 @@ class Dag:
 
     def __init__(
         self, *, keys: list[Hashable], deps: list[tuple[int, ...]], fns: list, values: list,
-        options: list[TaskOptions | None] | None = None,
+        options: list[TaskOptions | None] | None = None, after: list[tuple[int, ...]] | None = None,
     ) -> None:
         self._keys = tuple(keys)
         self._ids = {k: i for i, k in enumerate(keys)}
@@ -195,13 +263,38 @@ class Dag:
         # The options table (ftdag._options): a task's TaskOptions, None for defaults and sources;
         # None instead of a table when no task has options.
         self._options: tuple[TaskOptions | None, ...] | None = tuple(options) if options else None
-        self._n_sources = sum(fn is None for fn in fns)
-        # (stand-ins until the constraints land: no order edges, access sets or resources)
+        # Order edges (ftdag._constraints): by id, the node's order-only predecessors (ascending,
+        # none of them also a data dependency of the node), and the inverse, its order-only
+        # successors (ascending); None instead of both tables when the graph has no order edge.
         self._after: tuple[tuple[int, ...], ...] | None = None
         self._followers: tuple[tuple[int, ...], ...] | None = None
-        self._next = self._dependents
+        # By id, what finishing the node decrements the remaining count of: its data dependents
+        # (with multiplicity), then its order-only successors.  Without order edges, the very
+        # same object as _dependents, so plain graphs pay nothing.
+        self._next: tuple[tuple[int, ...], ...] = self._dependents
+        if after is not None and any(after):
+            followers: list[list[int]] = [[] for _ in keys]
+            for i, ps in enumerate(after):
+                for p in ps:
+                    followers[p].append(i)  # ascending, as i ascends
+            self._after = tuple(after)
+            self._followers = tuple(tuple(x) for x in followers)
+            self._next = tuple(ds + fs if fs else ds for ds, fs in zip(self._dependents, self._followers))
+        # By id, (reads, writes) of a task that reads or writes names, else None; None instead of
+        # a table when no task does.  What the scheduler checks when it dispatches the task.
         self._access: tuple[tuple[frozenset[str], frozenset[str]] | None, ...] | None = None
+        # By id, a task's resources as sorted (name, units) pairs, else None; None instead of a
+        # table when no task holds any.
         self._resources: tuple[tuple[tuple[str, int], ...] | None, ...] | None = None
+        if self._options is not None:
+            table = self._options
+            if any(o is not None and (o.reads or o.writes) for o in table):
+                self._access = tuple(
+                    (o.reads, o.writes) if o is not None and (o.reads or o.writes) else None for o in table
+                )
+            if any(o is not None and o.resources for o in table):
+                self._resources = tuple(o.resources if o is not None and o.resources else None for o in table)
+        self._n_sources = sum(fn is None for fn in fns)
         self._plans: dict = {}  # plan templates by frozenset of output ids: ftdag._plan._template
         self._plans_lock = threading.Lock()
 
@@ -221,7 +314,8 @@ class Dag:
         return f"<Dag: {len(self)} nodes, {self._n_sources} sources>"
 
     def keys(self) -> list[Hashable]:
-        """All keys, in a topological order (every dependency before its dependents).
+        """All keys, in a topological order (every dependency before its dependents, and every
+        node before the nodes that must run after it).
 
         A new list each call, so ``ex.run(dag, dag.keys())`` requests every node (a tuple
         would be one key).
@@ -249,14 +343,58 @@ class Dag:
         keys = self._keys
         return tuple(keys[u] for u in dict.fromkeys(self._dependents[self._id(key)]))
 
+    def order_dependencies(self, key: Hashable) -> tuple[Hashable, ...]:
+        """The keys ``key`` must run after without receiving their values, in topological order.
+
+        These are its order-only predecessors, compiled from ``after``, ``before``, access
+        sets and barriers (:mod:`ftdag._constraints`); a key that is also a data dependency
+        of ``key`` is listed only by :meth:`dependencies`.  Barriers are compiled to few
+        edges, so a task after a barrier may list only some of the tasks before it (the
+        others precede those).
+        """
+        i = self._id(key)
+        after = self._after
+        if after is None:
+            return ()
+        keys = self._keys
+        return tuple(keys[p] for p in after[i])
+
     def ancestors(self, outputs: Iterable[Hashable] | Hashable) -> set[Hashable]:
-        """The keys a run requesting ``outputs`` executes: the outputs and all they depend on.
+        """The keys a run requesting ``outputs`` executes: the outputs, all they depend on,
+        and all they must run after (order-only predecessors are planned too), transitively.
 
         ``outputs`` follows the same rules as :meth:`ftdag.Executor.run`: a list (or another
         iterable) of keys, or one key; a ``tuple`` is always one key.
         """
         keys = self._keys
         return {keys[i] for i in self._closure(self._output_ids(outputs))}
+
+    def batches(self, outputs: Iterable[Hashable] | Hashable = None) -> list[list[Hashable]]:
+        """A valid static schedule of the tasks a run would execute, as a list of layers.
+
+        Every task is in exactly one layer; every data or order edge between tasks goes to
+        a later layer; no two tasks in one layer conflict over shared state (a writer of a
+        name with any other reader or writer of it).  Sources are left out: they are values,
+        ready from the start.  Greedy, in topological order, each task in the earliest layer
+        that fits, each layer in topological order; resources are not counted.  So the
+        tasks of a layer may run in parallel once the earlier layers are done.
+
+        ``outputs=None`` (the default) schedules every task; otherwise the tasks of
+        ``ancestors(outputs)`` (request the key ``None`` as ``[None]``).
+        """
+        return _constraints.batches(self, outputs)
+
+    def to_dot(self, outputs: Iterable[Hashable] | Hashable = None) -> str:
+        """The graph in Graphviz DOT (``dot -Tsvg``): see :mod:`ftdag._pictures`.
+
+        With ``outputs`` (same rules as :meth:`batches`), the nodes a run for them would
+        prune are greyed out and the outputs drawn bold.
+        """
+        return _pictures.to_dot(self, outputs)
+
+    def to_mermaid(self, outputs: Iterable[Hashable] | Hashable = None) -> str:
+        """The graph as a Mermaid flowchart: see :meth:`to_dot` and :mod:`ftdag._pictures`."""
+        return _pictures.to_mermaid(self, outputs)
 
     # -- internals shared with the schedulers -------------------------------------------------
 
@@ -294,9 +432,10 @@ class Dag:
         return list(out)
 
     def _closure(self, ids: Iterable[int], given: frozenset[int] = frozenset()) -> list[int]:
-        """The ids in ``ids`` and all their ancestors, sorted (so in topological order); the
-        ancestors of the ids in ``given`` are not followed (their values are known)."""
-        deps = self._deps
+        """The ids in ``ids`` and all their ancestors over data and order edges, sorted (so in
+        topological order); the ancestors of the ids in ``given`` are not followed (their
+        values are known, so they do not run, and nothing needs to run before them)."""
+        deps, after = self._deps, self._after
         seen = bytearray(len(self._keys))
         stack = list(ids)
         for i in stack:
@@ -311,5 +450,10 @@ class Dag:
                 if not seen[d]:
                     seen[d] = 1
                     stack.append(d)
+            if after is not None:
+                for d in after[i]:
+                    if not seen[d]:
+                        seen[d] = 1
+                        stack.append(d)
         found.sort()
         return found
