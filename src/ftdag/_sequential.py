@@ -59,7 +59,7 @@ def _run_with_context(plan: Plan, ctx: RunContext) -> dict[str, int]:
     """One worker running the shared model (module docstring); the caller raises from ``ctx``."""
     state = RunState(plan, 1)
     dag = plan.dag
-    fns, deps, dependents = dag._fns, dag._deps, dag._dependents
+    fns, deps, dependents = dag._fns, dag._deps, dag._next  # (data dependents, then order followers)
     values, ready = plan.values, state.ready
     stopped = lambda: state.stopped or ctx.halted()
     woken = threading.Event()
