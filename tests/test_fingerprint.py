@@ -5,7 +5,6 @@ plain globals, partial arguments, bound objects; keys, identities and dependency
 from __future__ import annotations
 
 import functools
-import gc
 import json
 import math
 import os
@@ -19,7 +18,6 @@ import pytest
 from helpers import TIMEOUT, Background, results
 
 import ftdag
-from ftdag import _fingerprint as fpr
 from ftdag._fingerprint import function_fingerprint, source_fingerprint, task_fingerprint
 
 
