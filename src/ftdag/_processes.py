@@ -62,6 +62,23 @@ I7. Nothing stale crosses runs: a run returns only when no worker holds one of i
     (each was answered, or its worker was terminated and is replaced by the next run), and
     every message carries its run id, replies of another run being ignored.
 
+Runs with a context
+-------------------
+A run with a :class:`~ftdag._context.RunContext` (retries, timeouts, keep-going, a cancel
+token, a deadline, a store) links nothing, and its failures go to the context, which decides
+(``_failed``: retry now or later, go on without the task, or stop); the worker does not set
+the cancel flag itself then.  The loop waits in the selector at most until the next retry
+is due, a timed attempt runs out, or the deadline (``_idle_wait``), and then ``_tick`` acts.
+A task with a ``timeout`` is sent alone to a free worker (:mod:`ftdag._dispatch`); at its
+deadline the worker is killed and replaced, and the attempt fails with
+:class:`~ftdag.TaskTimeoutError`.  A cancel token writes the run's id into the shared cancel
+flag at once (from any thread), so queued tasks are answered ``SKIPPED`` and
+``current_task().cancelled`` turns true in the workers.  A store that pickles is sent to
+each worker with the run's first message, and the worker saves each result before it
+replies; a store of this process only (``process_local``) is saved to here.  An ordered or
+guarded run sends a worker one task at a time, admitted when it is sent and released when
+it is answered (I8 of :mod:`ftdag._threads`, kept the same way here).
+
 Failures
 --------
 A task's exception, or a function, inputs or result that cannot cross between processes,

@@ -2,8 +2,19 @@
 
 A :class:`~ftdag._plan.Plan` says *what* a run executes (values, remaining-dependency and
 consumer counts, by node id).  A :class:`RunState` says *where the run stands*, in the
-terms both the thread and the process backend use, so that features that change
-scheduling (priorities, resources, retries, cancellation, callbacks) are written once:
+terms every backend uses (the sequential one too, for a run with a context), so that
+features that change scheduling are written once.  Three shared pieces hang off it:
+
+- the **ready order**, here: :class:`ReadyStack` (insertion order, then depth-first) for a
+  plan where no task depends on another and none has a priority, else :class:`ReadyHeap`
+  (priority, then critical path, then insertion: :func:`ftdag._plan.ready_order`);
+- the **run context** (:class:`ftdag._context.RunContext`, on the backend's run as ``ctx``;
+  None for a plain run): retries and their timers, keep-going, cancellation, the deadline,
+  the store, ``current_task()``;
+- **admission** (:class:`ftdag._admission.Admission`, as ``admission``; None unless a
+  planned task has resources or access sets).
+
+The fields:
 
 ``ready``           ready task ids that are not in flight, in a :class:`ReadyStack` or a
                     :class:`ReadyHeap` (the plan decides which): the order in which ready
@@ -18,8 +29,17 @@ scheduling (priorities, resources, retries, cancellation, callbacks) are written
 
 What each backend keeps to itself, on its subclass:
 
-- threads (:mod:`ftdag._threads`): per-slot deques, the caller's bell, steals, ``done``;
-- processes (:class:`ftdag._dispatch.Run`): the run id on the wire, function ids, chain links.
+- threads (:mod:`ftdag._threads`): per-slot deques, the caller's bell, steals, ``done``,
+  values being freed, solo links, whether slots queue tasks at all (``direct``);
+- processes (:class:`ftdag._dispatch.Run`): the run id on the wire, function ids, chain
+  links, the pickled store, which worker runs a timed task and until when.
+
+Ordered and guarded runs (a priority or a cost; resources or access sets) take tasks
+*directly*: no task waits in a worker's queue, so each starts in ready order among the tasks
+ready at that moment, and is admitted just before it runs.  Other runs let each worker queue
+up to ``worker_queue_cap`` tasks (the in-flight bound), which keep their place when a better
+task becomes ready, and let a finishing task's first dependent (and solo links) run next on
+the same worker.
 
 Both backends change this state only from one thread at a time (threads: under the pool's
 lock; processes: the caller's thread), so nothing here locks.
@@ -42,7 +62,7 @@ class ReadyStack(list[int]):
     which tasks became ready, those made ready by one finish in dependents order: a
     depth-first order that keeps a chain's inputs hot.  It is a list whose *end* is the next
     task, so ``pop()``, ``len()`` and ``clear()`` are the list's own; :meth:`push` is the one
-    way tasks enter it.  (A priority order would be a heap with the same three operations.)
+    way tasks enter it.  :class:`ReadyHeap` has the same operations.
     """
 
     __slots__ = ()

@@ -14,8 +14,8 @@ State
 -----
 Everything below is guarded by one lock, ``_lock``.  Idle pool threads sleep on ``_wake`` (a
 condition over ``_lock``); ``_changed`` (another) is notified when a run ends or a slot goes
-idle, for :meth:`ThreadPool.wait_for_state` (only while some thread waits there: ``_watchers``).  The caller never waits on ``_lock``: it sleeps
-on its run's ``bell``, a plain lock used as a binary semaphore, so that a signal that
+idle, for :meth:`ThreadPool.wait_for_state` (only while some thread waits there:
+``_watchers``).  The caller never waits on ``_lock``: it sleeps on its run's ``bell``, a plain lock used as a binary semaphore, so that a signal that
 interrupts its wait can never leave ``_lock`` half-released (see "Ctrl-C").  The state of a
 run lives in a :class:`_Run`, so a worker still finishing a task of an abandoned run only
 ever touches that run's counters, never the next run's.
@@ -24,12 +24,24 @@ The run's shared state (``ready``, ``in_flight``, ``pending``, ``stopped``, ``er
 bound) is a :class:`ftdag._runstate.RunState`; what follows is the thread backend's own.
 
 ``_Run.queues[w]``  slot ``w``'s deque of ready task ids.  It pops its own newest (right
-                    end); a slot with nothing queued steals another's oldest (left end).
+                    end; its oldest when the ready order is a heap, ``fifo``); a slot with
+                    nothing queued steals another's oldest (left end).  Empty in a
+                    ``direct`` run (ordered or guarded, see :mod:`ftdag._runstate`): there
+                    every task goes ``ready -> running``, taken by a free slot.
 ``_Run.ready``      (shared) ready task ids that are not in flight: they wait for room,
                     holding no inputs (their arguments are gathered only when they start).
 ``_Run.in_flight``  (shared) tasks in some ``queues[w]`` plus tasks running.
 ``_Run.caller_waiting``  the caller sleeps on ``bell``; whoever sets it back to False
                     releases ``bell`` once (:func:`_ring`), so no wake-up is lost or doubled.
+
+Runs with a context (``_Run.ctx``, :mod:`ftdag._context`) call each task through
+:func:`ftdag._attempt.run_attempt` (wrapped into ``_Run.fns``: the hot loop is the same),
+link nothing, and consult the context in ``_finish_with_context`` (retry, keep going or stop)
+and ``_poll`` (before a task is taken: the cancel token, the deadline, retries that are due).
+Idle threads of such a run sleep at most until the next retry is due (:func:`_idle_wait`).
+Guarded runs admit a task when a slot takes it (:func:`_admit_next`); a task that is not
+admitted waits in ``admission.blocked``, outside ``ready`` and ``in_flight``, until a guarded
+task ends and puts the blocked tasks back in ``ready``.
 
 A task moves ``ready -> queues[w] -> running -> finished``, or ``ready -> running`` when a
 slot with nothing queued takes it directly, or ``running -> running`` on the same thread:
@@ -66,11 +78,18 @@ I7. Solo links skip the lock.  ``solo[t] == u`` (defined, with the reason it is 
     once: the task it was running is replaced by its dependent, so I1 and I2 are untouched,
     and the links it ran are subtracted from ``pending`` at its next ``_finish``.  A chain
     of N tasks costs one lock round-trip instead of N.
+I8. In a guarded run, a task runs only while admitted: ``_admit_next`` admits it in the same
+    critical section in which a slot takes it, and ``_finish_with_context`` releases it
+    before anything else (ftdag._admission keeps A1-A3).  A task that was not admitted holds
+    no slot and no in-flight count (I1), and is back in ``ready`` after the next release.
 
 No code polls or sleeps: a pool thread waits on ``_wake`` only after ``_take`` found nothing
 under the lock, and the caller sets ``caller_waiting`` in that same critical section;
 whoever adds work notifies both while still holding the lock, so no wake-up is lost.  The
-one timed wait is the caller's when it is the main thread (below).
+timed waits are the caller's when it is the main thread (below), and, in a run with a
+context, a sleep until the next retry is due (in slices while a cancel token could fire:
+cancelling only sets a flag, which an idle thread must wake to see; running tasks see it
+when they finish).
 
 Ctrl-C
 ------
