@@ -60,3 +60,14 @@ def test_resume():
     assert "failed clean/apac: ValueError" in out
     assert out.count("report = emea 16.75 | amer 21.75 | apac 13.10") == 2
     assert re.findall(r"^backend: (\w+)$", out, re.MULTILINE) == [expected_backend()]
+
+
+def test_dagga():
+    out = example_output("dagga.py")
+    batches = re.findall(r"^  (\d): (.+)$", out, re.MULTILINE)
+    assert batches == [("1", "create-a, create-b"), ("2", "modify-a"), ("3", "create-c"), ("4", "reduce-abc-to-d")]
+    assert "  modify-a: create-a, create-b" in out.splitlines()
+    assert out.count(" -> ") == 9 and out.count("[style=dashed]") == 9  # every edge is an order edge
+    dot = out.split("Graphviz DOT:\n")[1].split("\nMermaid:")[0]
+    assert dot.startswith("digraph ftdag {") and dot.rstrip().endswith("}")
+    assert out.split("Mermaid:\n")[1].startswith("flowchart TB")

@@ -96,9 +96,9 @@ class DagBuilder:
         ``creates`` and ``consumes`` name shared state (each a ``str`` or an iterable of them):
         a writer never overlaps another reader or writer of a name; its creator runs before,
         and its consumer after, every other task using it.  ``after`` and ``before`` name
-        tasks this one runs after or before, passing no value (a list is several keys; a
-        tuple, or any other non-list key, is one).  A task a planned task must run after is
-        planned too.
+        tasks this one runs after or before, passing no value (a list, set or other iterable
+        is several keys; a tuple, str or other non-iterable is one; ``None``, the default, is
+        none).  A task a planned task must run after is planned too.
 
         Invalid values raise ``TypeError`` or ``ValueError`` naming the task and the argument.
         """
