@@ -16,7 +16,8 @@ README gives:
     create-a, create-b | modify-a | create-c | reduce-abc-to-d
 
 The script prints the batches, then the graph in Graphviz DOT and as a Mermaid flowchart
-(data edges solid, order edges dashed; here every edge is an order edge).
+(data edges solid, order edges dashed; here every edge is an order edge), then runs it on
+three workers: the tasks start in an order the batches allow.
 
 Run it from the repository root:    python examples/dagga.py
 Only the DOT (docs/dagga.png):      python examples/dagga.py --dot | dot -Tpng -o docs/dagga.png
@@ -34,8 +35,10 @@ except ImportError:  # a checkout where ftdag is not installed: use its src/
 
 
 def step(name: str) -> str:
-    """What every task does here: say that it ran, and return its name."""
-    print(f"  ran {name}")
+    """What every task does here: say that it ran (in one write, so that two threads never
+    share a line), and return its name."""
+    sys.stdout.write(f"  ran {name}\n")
+    sys.stdout.flush()
     return name
 
 
@@ -68,6 +71,10 @@ def main() -> None:
     print(dag.to_dot(), end="")
     print("\nMermaid:")
     print(dag.to_mermaid(), end="")
+    print("\nRun on 3 workers (every batch boundary holds; readers and writers never overlap):")
+    with ftdag.Executor(max_workers=3) as ex:
+        res = ex.run(dag, dag.keys())
+    print(f"backend: {res.stats.backend}, ran {len(res)} tasks")
 
 
 if __name__ == "__main__":

@@ -71,3 +71,18 @@ def test_dagga():
     dot = out.split("Graphviz DOT:\n")[1].split("\nMermaid:")[0]
     assert dot.startswith("digraph ftdag {") and dot.rstrip().endswith("}")
     assert out.split("Mermaid:\n")[1].startswith("flowchart TB")
+    ran = re.findall(r"^  ran (\S+)$", out.split("Run on 3 workers")[1], re.MULTILINE)
+    assert ran[:2] in (["create-a", "create-b"], ["create-b", "create-a"])
+    assert ran[2:] == ["modify-a", "create-c", "reduce-abc-to-d"]
+    assert re.findall(r"^backend: (\w+), ran 5 tasks$", out, re.MULTILINE) == [expected_backend()]
+
+
+def test_constraints():
+    out = example_output("constraints.py")
+    batches = re.findall(r"^  (\d): (.+)$", out, re.MULTILINE)
+    assert [b for _, b in batches] == [
+        "fetch/0, fetch/1, fetch/2", "parse/0, parse/1, parse/2", "index", "lookup/0, lookup/1", "report",
+    ]
+    assert "report = doc 0, doc 2" in out  # the lookups ran after the index was written
+    (most,) = re.findall(r"^most API requests at once: (\d)$", out, re.MULTILINE)
+    assert 1 <= int(most) <= 2
