@@ -123,6 +123,7 @@ task of this pool it only marks the pool closing, and the threads exit once the 
 
 from __future__ import annotations
 
+import _signal  # signal's C functions: signal.signal() converts to and from enums, 5x the cost
 import pickle
 import signal
 import threading
@@ -141,6 +142,7 @@ from .errors import _task_failed
 
 _local = threading.local()
 _main_ident = threading.main_thread().ident  # signals reach this thread only
+_SIGINT = int(signal.SIGINT)
 _SIGNAL_SLICE_S = 0.05  # the main thread's wait slice: how late a racing Ctrl-C may be seen
 _GRAPHS_KEPT = 4  # per-thread copies of graph ids kept (one per recently run plan template)
 
@@ -242,7 +244,7 @@ class _Interrupts:
     __slots__ = ("previous", "handler")
 
     def __init__(self, run: _Run) -> None:
-        previous = signal.getsignal(signal.SIGINT)
+        previous = _signal.getsignal(_SIGINT)
         self.previous = previous
         self.handler = None
         if not callable(previous):
@@ -257,11 +259,11 @@ class _Interrupts:
                 raise
 
         self.handler = handler
-        signal.signal(signal.SIGINT, handler)
+        _signal.signal(_SIGINT, handler)
 
     def restore(self) -> None:
-        if self.handler is not None and signal.getsignal(signal.SIGINT) is self.handler:
-            signal.signal(signal.SIGINT, self.previous)
+        if self.handler is not None and _signal.getsignal(_SIGINT) is self.handler:
+            _signal.signal(_SIGINT, self.previous)
 
 
 class _Graph:

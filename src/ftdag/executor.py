@@ -288,6 +288,8 @@ def _policy(
     on_error: str, max_failures: int | None, cancel: CancelToken | None, timeout: float | None, store: Any,
 ) -> dict[str, Any] | None:
     """The validated run policy, or None for a plain fail-fast run (module ftdag._context)."""
+    if on_error == "fail_fast" and max_failures is None and cancel is None and timeout is None and store is None:
+        return None  # (the common case, checked first: every run pays for this function)
     check_on_error("on_error", on_error)
     if max_failures is not None:
         if isinstance(max_failures, bool) or not isinstance(max_failures, int):
