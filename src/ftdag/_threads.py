@@ -123,7 +123,7 @@ task of this pool it only marks the pool closing, and the threads exit once the 
 
 from __future__ import annotations
 
-import _signal  # signal's C functions: signal.signal() converts to and from enums, 5x the cost
+import _signal  # type: ignore[import-not-found]  # signal's C functions: signal.signal() converts enums, 5x the cost
 import pickle
 import signal
 import threading
