@@ -555,3 +555,21 @@ def test_options_are_compiled_into_the_dag():
     plain = ftdag.DagBuilder()
     plain.add_task("t", [], ident)
     assert plain.build()._options is None  # no table at all when no task has options
+
+
+def test_current_task_in_a_nested_run_is_the_inner_task():
+    inner = ftdag.DagBuilder()
+    inner.add_task("inner", [], context_of)
+    inner_dag = inner.build()
+    with executor("threads") as ex:
+
+        def outer(x):
+            nested = ex.run(inner_dag, "inner")["inner"]  # inline on this worker
+            return nested, context_of()
+
+        b = ftdag.DagBuilder()
+        b.add_source("s", 1)
+        b.add_task("outer", ["s"], outer, retries=1, timeout=30)  # a run context and an attempt thread
+        nested, mine = ex.run(b.build(), "outer")["outer"]
+    assert nested == ("inner", 1, False)
+    assert mine == ("outer", 1, False)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._context import RunContext, TaskContext, set_current
+from ._context import RunContext, TaskContext, register_frame
 from ._plan import Plan
 from .errors import SerializationError, TaskTimeoutError
 
@@ -67,11 +67,7 @@ def run_attempt(ctx: RunContext, task: int, fn: Callable[..., Any], args: Sequen
     context = TaskContext(key, ctx.attempt(task), stopped)
     timeout = ctx.timeout_of(task)
     if timeout is None:
-        previous = set_current(context)
-        try:
-            result = fn(*args)
-        finally:
-            set_current(previous)
+        result = fn(*args)  # current_task() finds ``context`` in this frame
     else:
         result = _call_with_timeout(fn, args, timeout, context)
     fingerprints = ctx.fingerprints
@@ -106,20 +102,9 @@ class _Call:
 
 def _call_with_timeout(fn: Callable[..., Any], args: Sequence[Any], timeout: float, context: TaskContext) -> Any:
     call = _Call()
-
-    def attempt() -> None:
-        set_current(context)
-        try:
-            outcome, ok = fn(*args), True
-        except BaseException as exc:
-            outcome, ok = exc, False
-        with call.lock:
-            if call.state == 0:
-                call.state, call.ok, call.outcome = 1, ok, outcome
-        outcome = None
-        call.done.release()
-
-    thread = threading.Thread(target=attempt, name=f"ftdag-attempt-{next(_names)}", daemon=True)
+    thread = threading.Thread(
+        target=_attempt_thread, args=(call, fn, args, context), name=f"ftdag-attempt-{next(_names)}", daemon=True
+    )
     thread.start()
     if threading.get_ident() == _main_ident:
         deadline = time.monotonic() + timeout
@@ -138,3 +123,20 @@ def _call_with_timeout(fn: Callable[..., Any], args: Sequence[Any], timeout: flo
     if call.ok:
         return outcome
     raise outcome
+
+
+def _attempt_thread(call: _Call, fn: Callable[..., Any], args: Sequence[Any], context: TaskContext) -> None:
+    """The body of an attempt thread: the call, then its outcome to ``call`` (unless abandoned)."""
+    try:
+        outcome, ok = fn(*args), True  # current_task() finds ``context`` in this frame
+    except BaseException as exc:
+        outcome, ok = exc, False
+    with call.lock:
+        if call.state == 0:
+            call.state, call.ok, call.outcome = 1, ok, outcome
+    outcome = None
+    call.done.release()
+
+
+register_frame(run_attempt.__code__, lambda frame: frame.f_locals["context"])
+register_frame(_attempt_thread.__code__, lambda frame: frame.f_locals["context"])

@@ -34,7 +34,6 @@ from __future__ import annotations
 import heapq
 import random
 import sys
-import threading
 import time
 from collections.abc import Callable, Hashable
 from types import CodeType, FrameType
@@ -116,20 +115,12 @@ class TaskContext:
         return f"<TaskContext key={self.key!r} attempt={self.attempt} cancelled={self.cancelled}>"
 
 
-_local = threading.local()  # .task: the TaskContext set around a call by a run context
 _frame_readers: dict[CodeType, Callable[[FrameType], TaskContext]] = {}
 
 
 def register_frame(code: CodeType, reader: Callable[[FrameType], TaskContext]) -> None:
-    """Let :func:`current_task` find a task run by a plain path in the frame of ``code``."""
+    """Let :func:`current_task` find the task that the function of ``code`` calls, in its frame."""
     _frame_readers[code] = reader
-
-
-def set_current(context: TaskContext | None) -> TaskContext | None:
-    """Make ``context`` what :func:`current_task` returns on this thread; return the previous one."""
-    previous = getattr(_local, "task", None)
-    _local.task = context
-    return previous
 
 
 def current_task() -> TaskContext:
@@ -138,13 +129,11 @@ def current_task() -> TaskContext:
     Works in every task on every backend (in a worker process too).  Raises
     :class:`RuntimeError` when called outside a task.
 
-    The plain paths of the schedulers do not pay for this function: a run that uses no
-    retries, timeouts, policies or store does not record which task runs; this function then
-    finds it in the scheduler's frame that called the task.
+    No scheduler pays for this function on its hot path: none records which task runs.
+    This function finds the task in the nearest scheduler frame that called one (each
+    scheduler registers its calling function with :func:`register_frame`), so that in a
+    nested run it is the inner task.
     """
-    context = getattr(_local, "task", None)
-    if context is not None:
-        return context
     frame = sys._getframe(1)
     while frame is not None:
         reader = _frame_readers.get(frame.f_code)
