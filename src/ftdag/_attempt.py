@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ._context import RunContext, TaskContext, register_frame
+from ._context import RunContext, TaskContext, register_frame, thread_state
 from ._plan import Plan
 from .errors import SerializationError, TaskTimeoutError
 
@@ -102,8 +102,10 @@ class _Call:
 
 def _call_with_timeout(fn: Callable[..., Any], args: Sequence[Any], timeout: float, context: TaskContext) -> Any:
     call = _Call()
+    pool = getattr(thread_state, "pool", None)  # a nested run() in the call must know it is in the pool
     thread = threading.Thread(
-        target=_attempt_thread, args=(call, fn, args, context), name=f"ftdag-attempt-{next(_names)}", daemon=True
+        target=_attempt_thread, args=(call, fn, args, context, pool), name=f"ftdag-attempt-{next(_names)}",
+        daemon=True,
     )
     thread.start()
     if threading.get_ident() == _main_ident:
@@ -125,8 +127,11 @@ def _call_with_timeout(fn: Callable[..., Any], args: Sequence[Any], timeout: flo
     raise outcome
 
 
-def _attempt_thread(call: _Call, fn: Callable[..., Any], args: Sequence[Any], context: TaskContext) -> None:
+def _attempt_thread(
+    call: _Call, fn: Callable[..., Any], args: Sequence[Any], context: TaskContext, pool: object,
+) -> None:
     """The body of an attempt thread: the call, then its outcome to ``call`` (unless abandoned)."""
+    thread_state.pool = pool
     try:
         outcome, ok = fn(*args), True  # current_task() finds ``context`` in this frame
     except BaseException as exc:

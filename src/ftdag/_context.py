@@ -34,6 +34,7 @@ from __future__ import annotations
 import heapq
 import random
 import sys
+import threading
 import time
 from collections.abc import Callable, Hashable
 from types import CodeType, FrameType
@@ -116,6 +117,10 @@ class TaskContext:
 
 
 _frame_readers: dict[CodeType, Callable[[FrameType], TaskContext]] = {}
+
+thread_state = threading.local()
+"""Per thread: ``.pool``, the thread pool whose task the thread runs (see
+``ftdag._threads.current_pool``); an attempt thread takes it over from its worker."""
 
 
 def register_frame(code: CodeType, reader: Callable[[FrameType], TaskContext]) -> None:

@@ -134,13 +134,13 @@ from typing import Any, NamedTuple
 
 from ._admission import Admission
 from ._attempt import SaveFailed, attempts
-from ._context import CONTINUE, RETRY_NOW, STOP, RunContext, TaskContext, register_frame
+from ._context import CONTINUE, RETRY_NOW, STOP, RunContext, TaskContext, register_frame, thread_state
 from ._plan import NO_TASK, Plan
 from ._runstate import RunState
 from .config import ExecutorConfig
 from .errors import _task_failed
 
-_local = threading.local()
+_local = thread_state  # .pool: see current_pool()
 _main_ident = threading.main_thread().ident  # signals reach this thread only
 _SIGINT = int(signal.SIGINT)
 _SIGNAL_SLICE_S = 0.05  # the main thread's wait slice: how late a racing Ctrl-C may be seen
