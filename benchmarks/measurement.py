@@ -178,12 +178,13 @@ def store_interpreter(interps: Sequence[Interpreter]) -> Interpreter | None:
             or next((i for i in interps if i.ft), None) or next(iter(interps), None))
 
 
-def _noise(rec: Measurement | SmallGraphResult) -> str:
+def _noise(rec: Measurement | SmallGraphResult | StoreOverhead | ResumeResult) -> str:
     return f"other processes used {rec.load:.2f} CPU"
 
 
 class Measurer:
-    """Every measurement of one comparison, each in a fresh ``bench.py`` child of an interpreter's venv."""
+    """Every measurement of one comparison, each in a fresh child (``bench.py``, ``store_overhead.py``,
+    ``resume_bench.py``) of an interpreter's venv."""
 
     def __init__(self, mode: Mode, workers: int, spin_per_ms: float, env: dict[str, str],
                  scratch: Path = HERE / "results") -> None:
