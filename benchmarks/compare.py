@@ -12,9 +12,16 @@ Runs with any Python >= 3.11 (it only orchestrates).  It
 2. calibrates the CPU tasks once, on the GIL build, so every interpreter does the same work;
 3. measures (``measurement.py``), each in a fresh subprocess of that venv's Python: every
    (interpreter, workload, runner) beside the plain loop in the same process; the small-graph
-   row (``smallgraph.py``); the break-even task-size sweep;
+   row (``smallgraph.py``); the break-even task-size sweep; the result store's overhead per
+   record (``store_overhead.py``, once, on 3.13t); a fully cached re-run of the rollup against
+   its first run (``resume_bench.py``, on every interpreter);
 4. writes ``results.md`` and ``results.json`` (``report.py``) and ``speedup.png`` (``chart.py``)
    into ``benchmarks/results/<mode>/`` (or ``--out``), and prints the report.
+
+``--only-extras`` measures only the last two (the "extras", no table and no chart: a quick way to
+check them), ``--no-extras`` everything but them.  The store benchmarks write their records to
+temporary directories under ``benchmarks/results/``, on the repository's disk (``/tmp`` may be
+tmpfs).
 
 ``quick`` (the default) uses smaller workloads and at most 5 repetitions (1.5 s) per measurement and
 finishes in about 4 minutes on a 2-core machine once the interpreters exist; ``--full`` uses
@@ -50,7 +57,7 @@ from environment import (  # noqa: E402  (all of these import the standard libra
     say,
     warn,
 )
-from measurement import MODES, SWEEP_WORK_US, Measurer, calibrate  # noqa: E402
+from measurement import MODES, SWEEP_WORK_US, Measurer, calibrate, store_interpreter  # noqa: E402
 from records import reference_interpreter  # noqa: E402
 from report import CHART_LINK, Comparison, Settings, markdown_report  # noqa: E402
 from runners import RUNNERS  # noqa: E402
@@ -71,11 +78,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="only these interpreters, by label (e.g. 3.13t 3.13)")
     p.add_argument("--no-chart", action="store_true", help="skip the chart (and matplotlib)")
     p.add_argument("--no-sweep", action="store_true", help="skip the break-even task-size sweep")
+    extras = p.add_mutually_exclusive_group()
+    extras.add_argument("--only-extras", action="store_true",
+                        help="measure only the result store's overhead and the cached re-run (no table, no chart)")
+    extras.add_argument("--no-extras", action="store_true",
+                        help="skip the result store's overhead and the cached re-run")
     p.add_argument("--chart-from", type=Path, help=argparse.SUPPRESS)  # internal: draw from a results.json
     p.add_argument("--png", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.workload = list(dict.fromkeys(args.workload or WORKLOADS))
     args.runner = list(dict.fromkeys(args.runner or MEASURED_RUNNERS))
+    if args.only_extras:  # no table: nothing to chart, nothing to sweep
+        args.workload, args.runner, args.no_chart, args.no_sweep = [], [], True, True
     if args.workers < 1 or (args.repeat is not None and args.repeat < 1):
         p.error("--workers and --repeat must be >= 1")
     return args
@@ -121,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     machine["loadavg_start"] = machine.pop("loadavg")
-    say(f"ftdag comparison, {mode.name} mode: {len(args.workload)} workloads × {len(args.runner)} runners "
-        f"(+ the plain loop beside each) on {machine['cpu_count']} CPUs; results in {out}")
+    what = ("the result store's overhead and the cached re-run only" if args.only_extras else
+            f"{len(args.workload)} workloads × {len(args.runner)} runners (+ the plain loop beside each)")
+    say(f"ftdag comparison, {mode.name} mode: {what} on {machine['cpu_count']} CPUs; results in {out}")
 
     interps = prepare_interpreters(args)
     if not interps:
@@ -136,12 +151,20 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     say(f"Calibrated on {calibrated_on.label}: {spin_per_ms:.0f} loop rounds per ms of CPU work")
 
-    measurer = Measurer(mode, args.workers, spin_per_ms, env)
-    say(f"Measuring ({len(args.workload) * len(interps) * len(args.runner)} measurements, each in a fresh process):")
-    measurements = measurer.table(interps, args.workload, args.runner)
-    say("Small graphs (ftdag threads against a reference in the same process):")
-    small_graph = measurer.small_graphs(interps)
-    sweep = [] if args.no_sweep else measurer.sweep(interps)
+    measurer = Measurer(mode, args.workers, spin_per_ms, env, scratch=HERE / "results")
+    measurements, small_graph, sweep, store, resume = [], [], [], [], []
+    if not args.only_extras:
+        say(f"Measuring ({len(args.workload) * len(interps) * len(args.runner)} measurements, "
+            "each in a fresh process):")
+        measurements = measurer.table(interps, args.workload, args.runner)
+        say("Small graphs (ftdag threads against a reference in the same process):")
+        small_graph = measurer.small_graphs(interps)
+    if not args.no_sweep:
+        sweep = measurer.sweep(interps)
+    if not args.no_extras:
+        say("Result store (save + load per record, against pickle.dumps) and a cached re-run of the rollup:")
+        store = measurer.store_overhead(store_interpreter(interps) or interps[0])
+        resume = measurer.resume(interps)
 
     machine["loadavg_end"] = loadavg()
     c = Comparison(
@@ -152,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
                           calibrated_on=calibrated_on.label, workloads=tuple(args.workload),
                           runners=tuple(args.runner), sweep_work_us=SWEEP_WORK_US),
         measurements=tuple(measurements), small_graph=tuple(small_graph), sweep=tuple(sweep),
+        store_overhead=tuple(store), resume=tuple(resume),
     )
     return write(c, out, with_chart=not args.no_chart, started=started)
 

@@ -4,9 +4,10 @@
                            (plus ``python3.14t`` on ``PATH``), probed into :class:`Interpreter` records.
 :func:`ensure_venv`        one bench venv per interpreter under ``$FTDAG_CACHE/bench/<name>``, with this
                            repository's ftdag, dask and (for the chart) matplotlib: idempotent.
-:func:`machine_info`, :func:`cpu_snapshot`, :func:`background_load`
-                           the machine's description, and how much CPU other processes took while
-                           something was timed (used in the measuring child too: standard library only).
+:func:`machine_info`, :func:`cpu_snapshot`, :func:`background_load`, :func:`filesystem`
+                           the machine's description, how much CPU other processes took while
+                           something was timed, and the type of the file system under a path (used in
+                           the measuring children too: standard library only).
 
 Importing this module runs nothing.
 """
@@ -312,6 +313,23 @@ def loadavg() -> list[float] | None:
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.UTC).astimezone().isoformat(timespec="seconds")
+
+
+def filesystem(path: Path) -> str:
+    """The type of the file system holding ``path`` (from /proc/mounts), or ``"unknown"``."""
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3:
+                    mount = parts[1].replace("\\040", " ")
+                    inside = str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")
+                    if inside and len(mount) > len(best):
+                        best, kind = mount, parts[2]
+    except OSError:
+        pass
+    return kind
 
 
 def _tree_jiffies(root: int) -> dict[int, int]:

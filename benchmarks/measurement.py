@@ -3,9 +3,12 @@
 :func:`calibrate`        CPU task sizes, once, on one interpreter (the same work everywhere).
 :func:`run_child`        one (workload, runner) measurement as ``bench.py --in-process``.
 :func:`run_small_graph`  one small-graph case as ``bench.py --small-graph``.
+:func:`run_store_overhead`  ``store_overhead.py``: what a result store costs per record.
+:func:`run_resume`       ``resume_bench.py``: the rollup's fully cached re-run against its first run.
 :class:`Measurer`        every measurement of the comparison in order (the table, the small-graph
-                         row, the break-even sweep), with progress, a second attempt for a parallel
-                         runner timed on a busy machine, and a clean stop on Ctrl-C.
+                         row, the break-even sweep, the result store's overhead, the cached re-run),
+                         with progress, a second attempt for a parallel runner timed on a busy
+                         machine, and a clean stop on Ctrl-C.
 
 Importing this module runs nothing.
 """
@@ -21,11 +24,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from environment import Interpreter, loadavg, say
-from records import Measurement, SmallGraphResult, with_interpreter
-from report import LABELS, error_cell, fmt_time, fmt_x
+from records import Measurement, ResumeResult, SmallGraphResult, StoreOverhead, with_interpreter
+from report import LABELS, error_cell, fmt_time, fmt_x, size_cell
 
 HERE = Path(__file__).resolve().parent
-R = TypeVar("R", Measurement, SmallGraphResult)
+R = TypeVar("R", Measurement, SmallGraphResult, StoreOverhead, ResumeResult)
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,14 @@ SWEEP_US = {"quick": (10, 50, 200, 1000), "full": (5, 10, 20, 50, 100, 200, 500,
 SWEEP_WORK_US = 200_000  # each point runs about this much CPU work, split into tasks of one size
 
 
-def _run_bench(python: str, argv: list[str], timeout: float | None,
-               env: dict[str, str] | None) -> tuple[dict[str, Any] | None, str | None]:
-    """Run ``python bench.py --quiet ARGV --json F``; (its document, None) or (None, why not)."""
+def _run_script(script: str, python: str, argv: list[str], timeout: float | None,
+                env: dict[str, str] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """Run ``python SCRIPT --quiet ARGV --json F`` (a script of this folder); (its document, None) or
+    (None, why not).  The document counts even if the script exits non-zero: it says what failed."""
     with tempfile.TemporaryDirectory(prefix="ftdag-bench-") as tmp:
         out = Path(tmp) / "m.json"
         try:
-            proc = subprocess.run([python, str(HERE / "bench.py"), "--quiet", *argv, "--json", str(out)],
+            proc = subprocess.run([python, str(HERE / script), "--quiet", *argv, "--json", str(out)],
                                   stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
             return None, f"timed out after {timeout:g} s"
@@ -68,6 +72,12 @@ def _run_bench(python: str, argv: list[str], timeout: float | None,
             return dict(json.loads(out.read_text()), returncode=proc.returncode), None
         except ValueError as exc:
             return None, f"unreadable result ({type(exc).__name__})"
+
+
+def _run_bench(python: str, argv: list[str], timeout: float | None,
+               env: dict[str, str] | None) -> tuple[dict[str, Any] | None, str | None]:
+    """Run ``python bench.py --quiet ARGV --json F``; (its document, None) or (None, why not)."""
+    return _run_script("bench.py", python, argv, timeout, env)
 
 
 def calibrate(python: str, env: dict[str, str] | None = None) -> float | None:
@@ -123,21 +133,65 @@ def run_small_graph(python: str, case: str, *, workers: int, rounds: int | None 
     return smallgraph.record(smallgraph.CASES[case], ok=False, error=str(reason))
 
 
+def run_store_overhead(python: str, *, quick: bool, where: Path, timeout: float | None,
+                       env: dict[str, str] | None = None) -> StoreOverhead:
+    """Run ``python store_overhead.py [--quick] --dir WHERE`` and return its record; never raises
+    for a failing child (a crash, a timeout, unreadable output: ``ok=False`` and the reason)."""
+    where.mkdir(parents=True, exist_ok=True)
+    argv = ["--dir", str(where)] + (["--quick"] if quick else [])
+    doc, reason = _run_script("store_overhead.py", python, argv, timeout, env)
+    if doc is not None:
+        try:
+            return StoreOverhead.from_document(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            reason = f"unreadable result ({type(exc).__name__})"
+    return StoreOverhead(ok=False, error=str(reason), mode="quick" if quick else "full")
+
+
+def run_resume(python: str, *, size: str, quick: bool, rounds: int | None, workers: int, spin_per_ms: float,
+               where: Path, timeout: float | None, env: dict[str, str] | None = None) -> ResumeResult:
+    """Run ``python resume_bench.py --size SIZE ... --dir WHERE`` and return its record; never raises
+    for a failing child.  A measurement that failed inside the child (a run raised, or a check did
+    not hold) comes back as the child's own record, with ``ok=False`` and its reason."""
+    where.mkdir(parents=True, exist_ok=True)
+    argv = ["--size", size, "--workers", str(workers), "--spin-per-ms", repr(spin_per_ms), "--dir", str(where)]
+    argv += (["--quick"] if quick else []) + (["--rounds", str(rounds)] if rounds else [])
+    doc, reason = _run_script("resume_bench.py", python, argv, timeout, env)
+    if doc is not None:
+        try:
+            return ResumeResult.from_json(doc["result"])
+        except (KeyError, TypeError) as exc:
+            reason = f"unreadable result ({type(exc).__name__})"
+    return ResumeResult(size=size, ok=False, error=str(reason), workers=workers)
+
+
 def sweep_runners(interp: Interpreter) -> list[str]:
     """ftdag's parallel backends worth sweeping on a build: threads where the GIL is off; on a
     GIL build processes (the default there) and threads (for comparison)."""
     return ["ftdag-threads"] if interp.ft else ["ftdag-processes", "ftdag-threads"]
 
 
-def _noise(rec: Measurement | SmallGraphResult) -> str:
+def store_interpreter(interps: Sequence[Interpreter]) -> Interpreter | None:
+    """Where the result store's overhead is measured: 3.13t (the build ftdag is for), else the first
+    free-threaded build, else the first interpreter."""
+    return (next((i for i in interps if i.ft and i.label == "3.13t"), None)
+            or next((i for i in interps if i.ft), None) or next(iter(interps), None))
+
+
+def _noise(rec: Measurement | SmallGraphResult | StoreOverhead | ResumeResult) -> str:
     return f"other processes used {rec.load:.2f} CPU"
 
 
 class Measurer:
-    """Every measurement of one comparison, each in a fresh ``bench.py`` child of an interpreter's venv."""
+    """Every measurement of one comparison, each in a fresh child (``bench.py``, ``store_overhead.py``,
+    ``resume_bench.py``) of an interpreter's venv."""
 
-    def __init__(self, mode: Mode, workers: int, spin_per_ms: float, env: dict[str, str]) -> None:
+    def __init__(self, mode: Mode, workers: int, spin_per_ms: float, env: dict[str, str],
+                 scratch: Path = HERE / "results") -> None:
+        """``scratch``: where the store benchmarks make their temporary directories (under the
+        repository by default, on its disk: ``/tmp`` may be tmpfs, where writes cost nothing)."""
         self.mode, self.workers, self.spin_per_ms, self.env = mode, workers, spin_per_ms, env
+        self.scratch = scratch
         self.retries_left = mode.retries
         self.interrupted = False
 
@@ -186,6 +240,36 @@ class Measurer:
         plan = [(i, r, us) for i in interps for r in sweep_runners(i) for us in SWEEP_US[self.mode.size]]
         return self._each("sweep ", plan, lambda i, r, us: f"{i.label} · {tasks(us)} tasks of {us} µs · {r}",
                           measure, lambda rec, i: f"{fmt_x(rec.speedup_best)} plain", retry=lambda *_: False)
+
+    def store_overhead(self, interp: Interpreter) -> list[StoreOverhead]:
+        """``store_overhead.py`` once, on ``interp`` (see :func:`store_interpreter`)."""
+        def measure(interp):
+            return run_store_overhead(interp.bench.python, quick=self.mode.name == "quick", where=self.scratch,
+                                      timeout=self.mode.timeout, env=self.env)
+
+        def show(rec, interp):
+            cells = [f"{r.label} {size_cell(r.size)} {r.total_us:.0f} µs ({fmt_x(r.ratio)} pickle)"
+                     for r in rec.rows if r.durability == "atomic"]
+            return f"{len(rec.rows)} rows, records on {rec.filesystem}; " + ", ".join(cells)
+
+        return self._each("store ", [(interp,)], lambda i: f"{i.label} · result store overhead per record",
+                          measure, show, retry=lambda i: False)
+
+    def resume(self, interps: Sequence[Interpreter]) -> list[ResumeResult]:
+        """``resume_bench.py`` on every interpreter, the free-threaded builds first."""
+        def measure(interp):
+            return run_resume(interp.bench.python, size=self.mode.size, quick=self.mode.name == "quick",
+                              rounds=self.mode.repeat, workers=self.workers, spin_per_ms=self.spin_per_ms,
+                              where=self.scratch, timeout=self.mode.timeout, env=self.env)
+
+        def show(rec, interp):
+            return (f"{rec.backend}: first run {fmt_time(rec.no_store_best_s)} without a store, "
+                    f"{fmt_time(rec.with_store_best_s)} with one ({fmt_x(rec.store_ratio)}); cached re-run "
+                    f"{fmt_time(rec.cached_best_s)} ({fmt_x(rec.cached_ratio)} the first run)")
+
+        plan = [(i,) for i in sorted(interps, key=lambda i: not i.ft)]
+        return self._each("resume ", plan, lambda i: f"{i.label} · cached re-run of the rollup", measure, show,
+                          retry=lambda i: True)
 
     def _each(self, tag: str, plan: list[tuple], describe: Callable[..., str], measure: Callable[..., R],
               show: Callable[[R, Interpreter], str], retry: Callable[..., bool]) -> list[R]:

@@ -4,6 +4,11 @@
                            loop's times, measured interleaved in one process.
 :class:`SmallGraphResult`  one small-graph case on one interpreter: ftdag threads against a reference
                            runner in the same process, per-run medians.
+:class:`StoreRow`          one (store, size) row of ``store_overhead.py``: save + load of one record
+                           against ``pickle.dumps`` of its value.
+:class:`StoreOverhead`     one run of ``store_overhead.py`` in the comparison: its rows, or why it failed.
+:class:`ResumeResult`      one run of ``resume_bench.py`` on one interpreter: the rollup's first run
+                           without a store, with one, and its fully cached re-run.
 :class:`Row`               one row of the comparison table.
 :class:`Reference`         the plain loops every speed-up of the table is taken against, computed here
                            and nowhere else.
@@ -18,7 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, Protocol, TypeVar
 
-__all__ = ["NOISY_CPUS", "Measurement", "Reference", "Row", "SmallGraphResult", "reference_interpreter", "with_interpreter"]
+__all__ = ["NOISY_CPUS", "Measurement", "Reference", "ResumeResult", "Row", "SmallGraphResult", "StoreOverhead",
+           "StoreRow", "reference_interpreter", "with_interpreter"]
 
 NOISY_CPUS = 0.25  # other processes using this much CPU during a measurement make it suspect
 
@@ -209,6 +215,166 @@ class SmallGraphResult(_Timed):
     @property
     def meets_target(self) -> bool | None:
         return None if self.ratio is None else self.ratio <= self.target
+
+
+@dataclass(frozen=True)
+class StoreRow:
+    """One (store, size) row of ``benchmarks/store_overhead.py``: ``save`` + ``load`` of one record.
+
+    ``save_us``, ``load_us`` and ``total_us`` are from the round whose median save + load was the
+    lowest (each a median over that round's records), ``total_median_us`` the median of the rounds'
+    medians, ``ops`` the records timed in all rounds, ``pickle_us`` the reference: ``pickle.dumps``
+    of the same ``size``-byte value, timed in the same run.  ``durability`` is ``DirectoryStore``'s
+    mode (None for the other stores).
+    """
+
+    store: str
+    durability: str | None
+    size: int
+    ops: int
+    save_us: float
+    load_us: float
+    total_us: float
+    total_median_us: float
+    pickle_us: float
+
+    @property
+    def label(self) -> str:
+        return f"{self.store} ({self.durability})" if self.durability else self.store
+
+    @property
+    def ratio(self) -> float:
+        """Save + load over ``pickle.dumps`` of the same value (how many pickles one record costs)."""
+        return self.total_us / self.pickle_us
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(asdict(self), ratio=round(self.ratio, 2))
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StoreRow:
+        return _fields_of(cls, data)
+
+
+@dataclass(frozen=True)
+class StoreOverhead(_Timed):
+    """One run of ``benchmarks/store_overhead.py`` (a fresh process), as the comparison keeps it.
+
+    ``rows`` are its :class:`StoreRow` records and ``reference`` its ``pickle.dumps`` times (µs by
+    size in bytes, as a string); ``filesystem`` is the type of the file system the records were
+    written to, ``dir`` where.  ``ok=False`` with the reason in ``error`` when it could not run.
+    """
+
+    ok: bool
+    error: str | None = None
+    mode: str = ""
+    rows: tuple[StoreRow, ...] = ()
+    reference: Mapping[str, float] = field(default_factory=dict)
+    filesystem: str | None = None
+    dir: str | None = None
+    free_threaded_build: bool | None = None
+    gil_enabled: bool | None = None
+    background_cpus: float | None = None
+    steal_cpus: float | None = None
+    interpreter: str | None = None
+    discarded_noisy_attempts: tuple[StoreOverhead, ...] = ()
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> StoreOverhead:
+        """The record of a ``store_overhead.py --json`` document (schema ``ftdag-store-overhead/1``)."""
+        return cls(ok=True, mode=doc["mode"], rows=tuple(StoreRow.from_json(r) for r in doc["rows"]),
+                   reference=dict(doc["reference"]), filesystem=doc.get("filesystem"), dir=doc.get("dir"),
+                   free_threaded_build=doc.get("free_threaded"), gil_enabled=doc.get("gil_enabled"),
+                   background_cpus=doc.get("background_cpus"), steal_cpus=doc.get("steal_cpus"))
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(super().to_json(), rows=[r.to_json() for r in self.rows])
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StoreOverhead:
+        rec = super().from_json(data)
+        return replace(rec, rows=tuple(StoreRow.from_json(r) for r in data.get("rows") or ()))
+
+
+@dataclass(frozen=True)
+class ResumeResult(_Timed):
+    """The rollup pipeline, three ways, on one interpreter (``benchmarks/resume_bench.py``).
+
+    Each round, in one process with one executor: ``no_store_s``, a run without a store (the
+    reference); ``with_store_s``, the first run with a fresh ``DirectoryStore`` (every result
+    computed and saved); ``cached_s``, the same graph run again with that store (the outputs are
+    loaded, nothing is computed).  The tuples hold one time per round, in seconds; best and median
+    over the rounds, and the ratios of the best times, are derived.  ``stored`` is what the first
+    run with the store saved, ``loaded`` what the cached re-run loaded (both from ``RunStats``).
+    """
+
+    size: str
+    ok: bool
+    error: str | None = None
+    title: str = ""
+    description: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    n_tasks: int | None = None
+    workers: int | None = None
+    backend: str | None = None
+    durability: str = "atomic"
+    filesystem: str | None = None
+    no_store_s: tuple[float, ...] = ()
+    with_store_s: tuple[float, ...] = ()
+    cached_s: tuple[float, ...] = ()
+    stored: int | None = None
+    loaded: int | None = None
+    free_threaded_build: bool | None = None
+    gil_enabled_after: bool | None = None
+    background_cpus: float | None = None
+    steal_cpus: float | None = None
+    interpreter: str | None = None
+    discarded_noisy_attempts: tuple[ResumeResult, ...] = ()
+
+    DERIVED = ("rounds", "no_store_best_s", "no_store_median_s", "with_store_best_s", "with_store_median_s",
+               "cached_best_s", "cached_median_s", "store_ratio", "cached_ratio", "resume_speedup")
+
+    @property
+    def rounds(self) -> int:
+        return len(self.cached_s)
+
+    @property
+    def no_store_best_s(self) -> float | None:
+        return _best_median(self.no_store_s)[0]
+
+    @property
+    def no_store_median_s(self) -> float | None:
+        return _best_median(self.no_store_s)[1]
+
+    @property
+    def with_store_best_s(self) -> float | None:
+        return _best_median(self.with_store_s)[0]
+
+    @property
+    def with_store_median_s(self) -> float | None:
+        return _best_median(self.with_store_s)[1]
+
+    @property
+    def cached_best_s(self) -> float | None:
+        return _best_median(self.cached_s)[0]
+
+    @property
+    def cached_median_s(self) -> float | None:
+        return _best_median(self.cached_s)[1]
+
+    @property
+    def store_ratio(self) -> float | None:
+        """First run with the store over without, best times: what saving every result costs a first run."""
+        return _over(self.with_store_best_s, self.no_store_best_s) if self.ok else None
+
+    @property
+    def cached_ratio(self) -> float | None:
+        """Cached re-run over the first run with the store, best times (lower is better)."""
+        return _over(self.cached_best_s, self.with_store_best_s) if self.ok else None
+
+    @property
+    def resume_speedup(self) -> float | None:
+        """First run with the store over the cached re-run, best times: how much faster resuming is."""
+        return _over(self.with_store_best_s, self.cached_best_s) if self.ok else None
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,14 @@
 """The comparison's report: the table of every measurement, the small-graph row, the break-even
-sweep, as ``results.md`` and ``results.json``; and the cell formatting ``bench.py`` shares.
+sweep, the result store's overhead and the cached re-run, as ``results.md`` and ``results.json``;
+and the cell formatting ``bench.py`` shares.
 
 A :class:`Comparison` holds everything one run of ``compare.py`` measured; its :attr:`rows` are
 the table (speed-ups from :class:`records.Reference`, computed nowhere else), :func:`markdown_report`
 renders it and :meth:`Comparison.to_json` is ``results.json`` (schema ``ftdag-compare/1``:
 ``schema``, ``date``, ``mode``, ``duration_s``, ``machine``, ``interrupted``, ``interpreters``,
-``settings``, ``reference``, ``measurements``, ``sweep``, ``breakeven``, ``small_graph``, ``summary``).
+``settings``, ``reference``, ``measurements``, ``sweep``, ``breakeven``, ``small_graph``, ``summary``,
+``store_overhead``: :class:`records.StoreOverhead` records, ``resume``: :class:`records.ResumeResult`
+records).
 
 Importing this module runs nothing.
 """
@@ -20,7 +23,7 @@ from functools import cached_property
 from typing import Any
 
 from environment import Interpreter, build_caveat
-from records import Measurement, Reference, Row, SmallGraphResult
+from records import Measurement, Reference, ResumeResult, Row, SmallGraphResult, StoreOverhead
 
 SCHEMA = "ftdag-compare/1"
 LABELS = {
@@ -66,8 +69,17 @@ def error_cell(error: str | None) -> str:
     return "n/a: " + str(error or "failed").replace("|", "/").replace("\n", " ")[:160]
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    aligns = ["---" if i < 2 else "---:" for i in range(len(header))]
+def size_cell(n: int) -> str:
+    """A record size: ``1 KB``, ``1 MB``, else bytes."""
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} B"
+
+
+def markdown_table(header: list[str], rows: list[list[str]], left: int = 2) -> str:
+    """A markdown table; the first ``left`` columns are aligned left, the others (numbers) right."""
+    aligns = ["---" if i < left else "---:" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(aligns) + " |"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -116,6 +128,8 @@ class Comparison:
     small_graph: tuple[SmallGraphResult, ...] = ()
     sweep: tuple[Measurement, ...] = ()
     interrupted: bool = False
+    store_overhead: tuple[StoreOverhead, ...] = ()
+    resume: tuple[ResumeResult, ...] = ()
 
     @cached_property
     def reference(self) -> Reference:
@@ -145,6 +159,8 @@ class Comparison:
             "breakeven": [asdict(b) for b in self.breakeven],
             "small_graph": [r.to_json() for r in self.small_graph],
             "summary": [r.to_json() for r in self.rows],
+            "store_overhead": [r.to_json() for r in self.store_overhead],
+            "resume": [r.to_json() for r in self.resume],
         }
 
 
@@ -320,16 +336,89 @@ def breakeven_markdown(rows: Sequence[BreakEven], work_us: float) -> str:
     return intro + "\n\n" + markdown_table(header, body)
 
 
+# -- the result store and resuming ---------------------------------------------------------------
+
+
+def store_overhead_markdown(results: Sequence[StoreOverhead]) -> str:
+    """What a result store costs per record: save + load of one value, against ``pickle.dumps`` of it."""
+    header = ["store", "durability", "size", "save µs", "load µs", "total µs per record", "× pickle"]
+    parts = [
+        "### Result store\n\n"
+        "`benchmarks/store_overhead.py` in a fresh process: each record saved under a new fingerprint and "
+        "loaded back, for a 1 KB and a 1 MB value (random bytes: the cheapest value to pickle, so the ratios show "
+        "the store's own cost at its largest). Each row is the best of its rounds: the round whose median save + load "
+        "was the lowest, with that round's median save and load (the median over the rounds is in results.json); "
+        "× pickle: that total over "
+        "`pickle.dumps` of the same value, timed in the same run (lower is better). "
+        "The records go to a temporary directory under the repository, on its disk."]
+    for r in results:
+        if not r.ok:
+            parts.append(f"On {r.interpreter}:\n\n" + markdown_table(header, [[error_cell(r.error)] + [""] * 6], left=3))
+            continue
+        build = ("free-threaded, GIL " + ("on" if r.gil_enabled else "off")) if r.free_threaded_build else "GIL"
+        refs = ", ".join(f"{size_cell(int(size))} {us:.2f} µs" for size, us in r.reference.items())
+        noise = f"; other processes used {r.load:.2f} CPU meanwhile†" if r.noisy else ""
+        body = [[row.store, row.durability or "—", size_cell(row.size), f"{row.save_us:.1f}", f"{row.load_us:.1f}",
+                 f"{row.total_us:.1f}", fmt_x(row.ratio)] for row in r.rows]
+        parts.append(f"On {r.interpreter} ({build}), {r.mode} mode, records on {r.filesystem}; "
+                     f"`pickle.dumps`: {refs}{noise}.\n\n" + markdown_table(header, body, left=3))
+    return "\n\n".join(parts)
+
+
+def _best_and_median(best: float | None, median: float | None) -> str:
+    return f"{fmt_time(best)} / {fmt_time(median)}"
+
+
+def resume_markdown(results: Sequence[ResumeResult]) -> str:
+    """The rollup's first run without a store, with one, and its fully cached re-run, per interpreter."""
+    header = ["interpreter", "backend", "first run, no store", "first run, with store", "× no store",
+              "cached re-run", "× first run", "stored / loaded", "rounds"]
+    first = next((r for r in results if r.ok), None)
+    what = (f"{first.title} ({first.n_tasks} tasks; {first.params.get('hash_iters')} mixing rounds per hash)"
+            if first else "the rollup")
+    intro = (
+        "### Resuming: a fully cached re-run of the rollup\n\n"
+        f"`benchmarks/resume_bench.py` in a fresh process per interpreter: examples/rollup.py's pipeline, {what}, "
+        "requesting the batch root and one inclusion proof, on one `ftdag.Executor` (auto backend) with a fresh "
+        f"`DirectoryStore(durability=\"{first.durability if first else 'atomic'}\")` under the repository each "
+        "round. First run, no store: the reference. First run, with store: every task computed and its result "
+        "saved. Cached re-run: the same graph and store again; the outputs are loaded and no task runs (checked: "
+        "at least one result loaded, none saved, the same values). Times: best / median of the rounds (the two "
+        "first runs alternate their order). × no store: first run with the store over without, what the store "
+        "costs a first run; × first run: cached re-run over the first run with the store (lower is better). "
+        "Both ratios are of the best times. †: other processes took CPU meanwhile.")
+    body = []
+    for r in results:
+        if not r.ok:
+            body.append([str(r.interpreter), str(r.backend or ""), error_cell(r.error)] + [""] * 6)
+            continue
+        body.append([str(r.interpreter), str(r.backend), _best_and_median(r.no_store_best_s, r.no_store_median_s),
+                     _best_and_median(r.with_store_best_s, r.with_store_median_s), fmt_x(r.store_ratio),
+                     _best_and_median(r.cached_best_s, r.cached_median_s) + ("†" if r.noisy else ""),
+                     fmt_x(r.cached_ratio), f"{r.stored} / {r.loaded}", str(r.rounds)])
+    lines = [f"- {r.interpreter} ({r.backend}): resuming from the store is {r.resume_speedup:.1f}× faster than the "
+             f"first run; saving every result made the first run {fmt_x(r.store_ratio)} as long as without a store "
+             f"(on {r.filesystem})." for r in results if r.ok and r.resume_speedup]
+    return intro + "\n\n" + markdown_table(header, body) + ("\n\n" + "\n".join(lines) if lines else "")
+
+
 # -- the whole report --------------------------------------------------------------------------
 
 
 def markdown_report(c: Comparison, chart: bool) -> str:
-    """``results.md`` without its title: description, table, legend, headline, small graphs, sweep, chart."""
-    parts = [describe(c), markdown(c.rows, c.reference), LEGEND.format(ref=c.reference.label), headline(c)]
+    """``results.md`` without its title: description, table, legend, headline, small graphs, sweep, result
+    store, resuming, chart (each section only if it was measured)."""
+    parts = [describe(c)]
+    if c.measurements:
+        parts += [markdown(c.rows, c.reference), LEGEND.format(ref=c.reference.label), headline(c)]
     if c.small_graph:
         parts.append(small_graph_markdown(c.small_graph))
     if c.breakeven:
         parts.append(breakeven_markdown(c.breakeven, c.settings.sweep_work_us))
+    if c.store_overhead:
+        parts.append(store_overhead_markdown(c.store_overhead))
+    if c.resume:
+        parts.append(resume_markdown(c.resume))
     if chart:
         parts.append(CHART_LINK)
     return "\n\n".join(parts)

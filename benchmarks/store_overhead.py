@@ -42,16 +42,15 @@ import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from environment import background_load, cpu_snapshot, loadavg  # noqa: E402
+from environment import background_load, cpu_snapshot, filesystem, loadavg  # noqa: E402
+from records import StoreRow as Row  # noqa: E402  (one definition of a row, shared with the comparison)
 from report import fmt_x, markdown_table  # noqa: E402
 
 SCHEMA = "ftdag-store-overhead/1"
@@ -62,30 +61,6 @@ ROUNDS = {"quick": 3, "full": 5}
 ROW_BUDGET_S = {"quick": 0.12, "full": 1.2}  # split between the rounds of one row
 MIN_OPS = 3
 MAX_OPS = 2000  # per round
-
-
-@dataclass(frozen=True)
-class Row:
-    store: str
-    durability: str | None
-    size: int
-    ops: int
-    save_us: float
-    load_us: float
-    total_us: float
-    total_median_us: float
-    pickle_us: float
-
-    @property
-    def label(self) -> str:
-        return f"{self.store} ({self.durability})" if self.durability else self.store
-
-    @property
-    def ratio(self) -> float:
-        return self.total_us / self.pickle_us
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(asdict(self), ratio=round(self.ratio, 2))
 
 
 def _ftdag():
@@ -104,23 +79,6 @@ def make_store(kind: str, durability: str | None, where: Path):
     if kind == "sqlite":
         return store.SQLiteStore(where / "records.sqlite")
     return store.DirectoryStore(where / f"records-{durability}", durability=durability or "atomic")
-
-
-def filesystem(path: Path) -> str:
-    """The type of the file system holding ``path`` (from /proc/mounts), or ``"unknown"``."""
-    best, kind = "", "unknown"
-    try:
-        with open("/proc/mounts", encoding="utf-8") as f:
-            for line in f:
-                parts = line.split()
-                if len(parts) >= 3:
-                    mount = parts[1].replace("\\040", " ")
-                    inside = str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")
-                    if inside and len(mount) > len(best):
-                        best, kind = mount, parts[2]
-    except OSError:
-        pass
-    return kind
 
 
 def time_pickle(value: bytes, rounds: int, budget_s: float) -> float:
