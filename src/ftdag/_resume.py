@@ -46,6 +46,7 @@ def fingerprints(plan: Plan, ctx: RunContext) -> list[bytes | None]:
     keys, deps, fns, values, options = dag._keys, dag._deps, dag._fns, plan.values, ctx.options
     found: list[bytes | None] = [None] * len(keys)
     unpicklable = []
+    by_function: dict[int, bytes] = {}  # id(fn) -> its fingerprint: tasks often share a function
     for i in dag._closure(plan.outputs):
         key = keys[i]
         if fns[i] is None:
@@ -61,7 +62,14 @@ def fingerprints(plan: Plan, ctx: RunContext) -> list[bytes | None]:
         if any(fp is None for fp in dep_fps):
             continue
         version = None if o is None else o.version
-        identity = b"v:" + version.encode() if version is not None else b"f:" + function_fingerprint(fns[i])
+        if version is not None:
+            identity = b"v:" + version.encode()
+        else:
+            fn = fns[i]
+            fp = by_function.get(id(fn))  # (fns holds every function for the whole call)
+            if fp is None:
+                fp = by_function[id(fn)] = function_fingerprint(fn)
+            identity = b"f:" + fp
         found[i] = task_fingerprint(key, identity, dep_fps)  # type: ignore[arg-type]  # (no None left)
     if unpicklable:
         names = ", ".join(repr(k) for k in unpicklable[:5]) + (", ..." if len(unpicklable) > 5 else "")
