@@ -238,8 +238,25 @@ def test_critical_path_goes_first_without_priorities(backend, manager):
     started = [k for _, kind, k in probe.events() if kind == "start"]
     if backend == "sequential":  # a plain sequential run goes in topological (insertion) order
         assert started == dag.keys()
-    else:
-        assert started[0] == ("chain", 0)
+    else:  # one worker: exactly the ready order, the chain first
+        assert started == expected_order(dag, dag.keys())
+        assert started[:2] == [("chain", 0), ("chain", 1)]  # then a tie (path 1): insertion order
+
+
+@pytest.mark.parametrize("backend", PARALLEL)
+def test_with_one_worker_and_no_options_tasks_start_exactly_in_critical_path_order(backend, manager):
+    with ftdag.Executor(backend=backend, max_workers=1) as ex:
+        for seed in range(5):
+            rng = random.Random(100 + seed)
+            probe = shared(backend, manager, "ConcurrencyProbe")
+            b = ftdag.DagBuilder()
+            for i in range(25):
+                deps = [j for j in range(i) if rng.random() < 0.1]
+                b.add_task(i, deps, functools.partial(tracked, probe, i))
+            dag = b.build()
+            ex.run(dag, list(range(25)))
+            started = [k for _, kind, k in probe.events() if kind == "start"]
+            assert started == expected_order(dag, list(range(25))), seed
 
 
 # -- order-only edges and barriers ----------------------------------------------------------------

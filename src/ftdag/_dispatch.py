@@ -36,7 +36,7 @@ import time
 from ._admission import Admission
 from ._context import RunContext
 from ._plan import NO_TASK, Plan
-from ._runstate import RunState
+from ._runstate import RunState, direct_order
 from ._wire import KEEP, PROTOCOL, SEND
 from ._wire import batch as batch_message
 from ._workers import Worker
@@ -65,6 +65,7 @@ class Run(RunState):
     def __init__(
         self, plan: Plan, run_id: int, fid_of: list[int], fn_data: dict[int, bytes], bound: int,
         ctx: RunContext | None = None, store_blob: bytes | None = None, admission: Admission | None = None,
+        workers: int = 2,
     ) -> None:
         super().__init__(plan, bound)  # ready, in_flight (the sum of len(w.assigned)), pending, stopped, ...
         dag = plan.dag
@@ -82,7 +83,7 @@ class Run(RunState):
         # Ordered and guarded runs send a worker one task at a time, when it is free, and never
         # link: tasks then start in ready order, and are admitted (``admission``,
         # ftdag._admission) only when they are about to run.
-        self.direct = plan.template.ordered or plan.template.guarded
+        self.direct = direct_order(plan.template, workers)
         self.admission = admission
         if ctx is not None:
             for t in plan.tasks:

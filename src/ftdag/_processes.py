@@ -161,7 +161,9 @@ class ProcessPool:
                 raise RuntimeError("this executor is closed")
             self._workers.forget_functions(self._functions.collected())
             fid_of, fn_data = self._functions.lookup(plan)  # may raise, before anything runs
-            run = Run(plan, next(self._run_ids), fid_of, fn_data, self._bound, ctx, _store_blob(ctx), admission)
+            run = Run(
+                plan, next(self._run_ids), fid_of, fn_data, self._bound, ctx, _store_blob(ctx), admission, self.workers,
+            )
             if run.pending:
                 if ctx is not None:
                     run_id, workers = run.run_id, self._workers
@@ -357,7 +359,7 @@ class ProcessPool:
             batches, room = assign_ready(run, self._workers.all, prefer, self._slots)
         else:  # (a chain's case, after each reply: only a link may fit)
             batches, room = {}, run.bound - run.in_flight
-        if room > 0 and ctx is None:
+        if room > 0 and ctx is None and not run.direct:
             add_links(run, batches, prefer, room, self._slots)
         try:
             messages = [(w, batch, *encode_tasks(run, w, batch)) for w, batch in batches.items() if batch]

@@ -34,9 +34,10 @@ What each backend keeps to itself, on its subclass:
 - processes (:class:`ftdag._dispatch.Run`): the run id on the wire, function ids, chain
   links, the pickled store, which worker runs a timed task and until when.
 
-Ordered and guarded runs (a priority or a cost; resources or access sets) take tasks
-*directly*: no task waits in a worker's queue, so each starts in ready order among the tasks
-ready at that moment, and is admitted just before it runs.  Other runs let each worker queue
+Ordered and guarded runs (a priority or a cost; resources or access sets), and runs with a
+heap order on one worker, take tasks *directly* (:func:`direct_order`): no task waits in a
+worker's queue and nothing is linked, so each starts in ready order among the tasks ready
+at that moment (exactly that order with one worker), and is admitted just before it runs.  Other runs let each worker queue
 up to ``worker_queue_cap`` tasks (the in-flight bound), which keep their place when a better
 task becomes ready, and let a finishing task's first dependent (and solo links) run next on
 the same worker.
@@ -50,9 +51,9 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
-from ._plan import Plan
+from ._plan import Plan, _Template
 
-__all__ = ["ReadyHeap", "ReadyStack", "RunState"]
+__all__ = ["ReadyHeap", "ReadyStack", "RunState", "direct_order"]
 
 
 class ReadyStack(list[int]):
@@ -106,6 +107,14 @@ class ReadyHeap(list[int]):
     def peek(self) -> int:
         """The task :meth:`pop` would return."""
         return self.order[self[0]]
+
+
+def direct_order(template: _Template, workers: int) -> bool:
+    """Whether a run takes every task straight from ``ready``, in ready order, with nothing
+    queued at the workers and no chain links: when a planned task has a priority or a cost
+    (ordered) or resources or access sets (guarded), and when the order is a heap and there
+    is one worker, so that a single worker starts tasks exactly in the ready order."""
+    return template.ordered or template.guarded or (template.rank is not None and workers == 1)
 
 
 class RunState:

@@ -136,7 +136,7 @@ from ._admission import Admission
 from ._attempt import SaveFailed, attempts
 from ._context import CONTINUE, RETRY_NOW, STOP, RunContext, TaskContext, register_frame, thread_state
 from ._plan import NO_TASK, Plan
-from ._runstate import RunState
+from ._runstate import RunState, direct_order
 from .config import ExecutorConfig
 from .errors import _task_failed
 
@@ -185,13 +185,15 @@ class _Run(RunState):
         super().__init__(plan, bound)
         self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
         template = plan.template
-        # Ordered and guarded runs (both have a context) queue nothing at the slots: every task
-        # is taken straight from ``ready`` by a free slot, so it starts in ready order and is
-        # admitted (``admission``, ftdag._admission) only when it is about to run.
-        self.direct = template.ordered or template.guarded
+        # Ordered and guarded runs (both have a context), and ranked runs on one slot, queue nothing
+        # at the slots and link nothing: every task is taken straight from ``ready`` by a free
+        # slot, so it starts in ready order, and is admitted (``admission``, ftdag._admission)
+        # only when it is about to run (see ftdag._runstate).
+        self.direct = direct_order(template, workers)
         self.admission = admission
         self.fifo = template.rank is not None  # a slot runs its own queue oldest first: in ready order
-        self.no_solo = None if ctx is None else [NO_TASK] * len(plan.values)  # a run with a context links nothing
+        # Solo links off: a run with a context, or a direct one, links nothing.
+        self.no_solo = None if ctx is None and not self.direct else [NO_TASK] * len(plan.values)
         self.fns: Sequence[Callable[..., Any] | None] = plan.dag._fns  # by node id; None for a source
         if ctx is not None:  # each task's function wrapped in its attempt: context, timeout, store
             self.fns = attempts(ctx, plan, self.halted)
@@ -712,9 +714,13 @@ class ThreadPool:
             if garbage:
                 run.freeing += 1
             if made:
-                run.in_flight += 1  # made[0] runs next on this thread, in task's place
-                if len(made) > 1:
-                    run.ready.push(made[1:])
+                if run.direct:  # the slot takes the best ready task next, not necessarily these
+                    run.ready.push(made)
+                    made = []
+                else:
+                    run.in_flight += 1  # made[0] runs next on this thread, in task's place
+                    if len(made) > 1:
+                        run.ready.push(made[1:])
             if run.ready:
                 self._dispatch(run, w)
             if made:
