@@ -154,7 +154,7 @@ class RunContext:
     __slots__ = (
         "keys", "options", "on_error", "max_failures", "cancel", "deadline", "store", "fingerprints",
         "tries", "status", "timers", "failed", "reason", "retries", "loaded", "stored", "settled", "_seq",
-        "_rng", "_wake",
+        "_rng", "_wake", "emit", "_streamed",
     )
 
     def __init__(
@@ -182,6 +182,8 @@ class RunContext:
         self._seq = 0
         self._rng = random.Random()
         self._wake: Callable[[], None] | None = None
+        self.emit: Callable[[Hashable, Any], None] | None = None  # streams outputs (ftdag._streams)
+        self._streamed: bytearray | None = None  # by id: 1 for a requested output still to be emitted
 
     # -- cancellation -----------------------------------------------------------------------------
 
@@ -218,11 +220,38 @@ class RunContext:
         options = self.options[task]
         return None if options is None else options.timeout
 
-    def succeeded(self, task: int) -> None:
+    def succeeded(self, plan: Plan, task: int) -> None:
+        """``task`` succeeded and ``plan.finish`` recorded its result."""
         self.status[task] = DONE
         fingerprints = self.fingerprints
         if fingerprints is not None and fingerprints[task] is not None:
             self.stored += 1
+        if self._streamed is not None and self._streamed[task]:
+            self._hand_out(plan, task)
+
+    # -- streaming outputs ------------------------------------------------------------------------
+
+    def stream(self, plan: Plan, emit: Callable[[Hashable, Any], None]) -> None:
+        """Hand each requested output to ``emit(key, value)`` as soon as it is ready, and then
+        drop the run's own hold on it (the extra consumer count of an output, ftdag._plan), so
+        that the value lives on only in the consumer, and in the run while tasks still need it.
+        Outputs ready before anything runs (sources, values loaded from a store) go now."""
+        self.emit = emit
+        streamed = self._streamed = bytearray(len(self.keys))
+        fns = plan.dag._fns
+        for i in plan.outputs:
+            streamed[i] = 1
+        for i in plan.outputs:
+            if fns[i] is None or self.status[i] == DONE:
+                self._hand_out(plan, i)
+
+    def _hand_out(self, plan: Plan, task: int) -> None:
+        self._streamed[task] = 0  # type: ignore[index]
+        self.emit(self.keys[task], plan.values[task])  # type: ignore[misc]
+        left = plan.consumers[task] - 1
+        plan.consumers[task] = left
+        if not left:
+            plan.values[task] = None  # (the consumer holds it now: nothing is freed here)
 
     def failure(
         self, plan: Plan, task: int, exc: BaseException, error: TaskError | None = None,

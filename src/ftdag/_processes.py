@@ -424,7 +424,7 @@ class ProcessPool:
                 self._settle(run, ctx, task, ctx.failure(run.plan, task, err.__cause__ or err, err, retryable=False))
                 return
         made = run.plan.finish(task, result, run.deps[task], run.dependents[task])
-        ctx.succeeded(task)
+        ctx.succeeded(run.plan, task)
         run.pending -= 1
         if made and not run.stopped:
             run.ready.push(made)

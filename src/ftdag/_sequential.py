@@ -97,7 +97,7 @@ def _run_with_context(plan: Plan, ctx: RunContext) -> dict[str, int]:
                 continue
             made = plan.finish(task, result, ds, dependents[task])
             result = None
-            ctx.succeeded(task)
+            ctx.succeeded(plan, task)
             state.pending -= 1
             if made:
                 ready.push(made)

@@ -764,7 +764,7 @@ class ThreadPool:
                 _ring(run)
         else:  # it completed, even if the run was stopped meanwhile (its result is reported)
             made = run.plan.finish(task, result, deps, dependents, garbage)
-            ctx.succeeded(task)
+            ctx.succeeded(run.plan, task)
             run.pending -= 1
             if run.stopped or ctx.halted():
                 self._stop(run)

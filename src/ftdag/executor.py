@@ -9,7 +9,8 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from . import _sequential
@@ -24,6 +25,7 @@ from .results import RunResult, RunStats
 
 if TYPE_CHECKING:
     from ._processes import ProcessPool
+    from ._streams import Submitter
 
 __all__ = ["Executor"]
 
@@ -75,6 +77,7 @@ class Executor:
         self._closed = False
         self._threads: ThreadPool | None = None
         self._processes: ProcessPool | None = None  # imported on first use
+        self._submitter: Submitter | None = None  # runs submit()ted runs; made on first use
         self._warned_gil = False
         self._finalizer: weakref.finalize | None = None
 
@@ -90,7 +93,15 @@ class Executor:
         raise TypeError("an Executor cannot be pickled: tasks that run in worker processes cannot use it")
 
     def close(self) -> None:
-        """Shut down the worker pools (waiting for running tasks).  Idempotent."""
+        """Shut down the worker pools (waiting for running tasks).  Idempotent.
+
+        Submitted runs (:meth:`submit`) that have not started are cancelled; the one in
+        progress is waited for.
+        """
+        with self._lock:
+            submitter = self._submitter
+        if submitter is not None:
+            submitter.close()
         with self._lock:
             self._closed = True
             pools = [p for p in (self._threads, self._processes) if p is not None]
@@ -139,12 +150,78 @@ class Executor:
         """
         self._check(dag)
         ctx_args = _policy(self.config.on_error if on_error is None else on_error, max_failures, cancel, timeout, store)
+        return self._execute(dag, outputs, ctx_args)
+
+    def as_completed(
+        self, dag: Dag, outputs: Iterable[Hashable] | Hashable, **run_options: Any,
+    ) -> Iterator[tuple[Hashable, Any]]:
+        """Run like :meth:`run` (same keyword options), yielding ``(key, value)`` for each
+        requested output as soon as it is ready, in completion order, while the run goes on.
+
+        Once an output is yielded the run keeps no reference to it (tasks that still need it
+        keep theirs until they have run), so a consumer that processes and drops each result
+        keeps memory flat.  A failure raises from the iterator as :meth:`run` would.  Leaving
+        the loop early (``break``, an exception) cancels the rest of the run, waits for the
+        running tasks, and leaves the executor usable.
+        """
+        from . import _streams
+
+        return _streams.as_completed(self, dag, outputs, run_options)
+
+    def submit(self, dag: Dag, outputs: Iterable[Hashable] | Hashable, **run_options: Any) -> Future[RunResult]:
+        """Start :meth:`run` (same keyword options) and return a
+        :class:`concurrent.futures.Future` of its :class:`~ftdag.RunResult` at once.
+
+        Submitted runs run one after the other, in submission order, on a thread of the
+        executor; ``future.cancel()`` before its run starts removes it; ``future.result()``
+        raises as :meth:`run` would.  Invalid options raise here, not in the future.
+        """
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this executor is closed")
+            if self._submitter is None:
+                from ._streams import Submitter
+
+                self._submitter = Submitter(self)
+            submitter = self._submitter
+        return submitter.submit(dag, outputs, run_options)
+
+    async def run_async(self, dag: Dag, outputs: Iterable[Hashable] | Hashable, **run_options: Any) -> RunResult:
+        """Await :meth:`run` (same keyword options) without blocking the event loop.
+
+        Cancelling the awaiting task cancels the run (nothing new starts; running tasks finish,
+        and are waited for) and raises :class:`asyncio.CancelledError` in it.
+        """
+        from . import _streams
+
+        return await _streams.run_async(self, dag, outputs, run_options)
+
+    def _policy_of(self, options: dict[str, Any], cancel: CancelToken | None) -> dict[str, Any] | None:
+        """The validated policy of :meth:`run`'s keyword options given as a dict (see :func:`_policy`)."""
+        unknown = sorted(set(options) - _RUN_OPTIONS)
+        if unknown:
+            raise TypeError(
+                f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}; the run options are "
+                f"{', '.join(sorted(_RUN_OPTIONS | {'cancel'}))}"
+            )
+        on_error = options.get("on_error")
+        return _policy(
+            self.config.on_error if on_error is None else on_error, options.get("max_failures"), cancel,
+            options.get("timeout"), options.get("store"),
+        )
+
+    def _execute(
+        self, dag: Dag, outputs: Iterable[Hashable] | Hashable, ctx_args: dict[str, Any] | None,
+        emit: Callable[[Hashable, Any], None] | None = None,
+    ) -> RunResult:
+        """:meth:`run` with a validated policy (``_policy``); ``emit(key, value)`` is called for
+        each requested output as soon as it is ready (ftdag._streams), which needs a context."""
         backend = self._choose_backend()
         if backend == "threads" and self._threads is not None and current_pool() is self._threads:
             backend = "sequential"  # a nested run from one of our own workers: run it inline
         plan = Plan(dag, outputs)
         start = time.perf_counter()
-        if ctx_args is None and not plan.scheduled:
+        if ctx_args is None and not plan.scheduled and emit is None:
             if backend == "sequential":
                 counters = _sequential.run_plan(plan)
             else:
@@ -152,10 +229,12 @@ class Executor:
             return self._result(plan, backend, start, counters)
         admission = self._admission(plan)  # may raise, before anything runs
         ctx = RunContext(plan, **(ctx_args or _DEFAULT_POLICY))
-        if store is not None:
+        if ctx.store is not None:
             from . import _resume
 
-            plan = _resume.prepare(plan, ctx, store)
+            plan = _resume.prepare(plan, ctx, ctx.store)
+        if emit is not None:
+            ctx.stream(plan, emit)
         if backend == "sequential":  # one task at a time: nothing to admit
             counters = _sequential.run_plan(plan, ctx)
         else:
@@ -278,6 +357,8 @@ class Executor:
         pools = [p for p in (self._threads, self._processes) if p is not None]
         self._finalizer = weakref.finalize(self, _close_all, pools)
 
+
+_RUN_OPTIONS = frozenset({"on_error", "max_failures", "timeout", "store"})  # and cancel
 
 _DEFAULT_POLICY: dict[str, Any] = {
     "on_error": "fail_fast", "max_failures": None, "cancel": None, "timeout": None, "store": None,
