@@ -244,7 +244,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quiet", action="store_true", help="print no progress and no table")
     args = p.parse_args(argv)
     args.mode = "quick" if args.quick else "full"
-    args.rounds = args.rounds or ROUNDS[args.mode]
+    args.rounds = ROUNDS[args.mode] if args.rounds is None else args.rounds
     if args.rounds < 1 or args.workers < 1:
         p.error("--rounds and --workers must be >= 1")
     if not args.task_ms > 0 or (args.spin_per_ms is not None and not args.spin_per_ms > 0):
