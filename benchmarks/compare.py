@@ -14,11 +14,13 @@ Runs with any Python >= 3.11 (it only orchestrates).  It
    (interpreter, workload, runner) beside the plain loop in the same process; the small-graph
    row (``smallgraph.py``); the break-even task-size sweep; the result store's overhead per
    record (``store_overhead.py``, once, on 3.13t); a fully cached re-run of the rollup against
-   its first run (``resume_bench.py``, on every interpreter);
+   its first run (``resume_bench.py``, on every interpreter); the makespan of a graph whose
+   ready order matters, critical path against FIFO (``order.py``, on every interpreter, 3.13t
+   first);
 4. writes ``results.md`` and ``results.json`` (``report.py``) and ``speedup.png`` (``chart.py``)
    into ``benchmarks/results/<mode>/`` (or ``--out``), and prints the report.
 
-``--only-extras`` measures only the last two (the "extras", no table and no chart: a quick way to
+``--only-extras`` measures only the last three (the "extras", no table and no chart: a quick way to
 check them), ``--no-extras`` everything but them.  The store benchmarks write their records to
 temporary directories under ``benchmarks/results/``, on the repository's disk (``/tmp`` may be
 tmpfs).
@@ -80,9 +82,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-sweep", action="store_true", help="skip the break-even task-size sweep")
     extras = p.add_mutually_exclusive_group()
     extras.add_argument("--only-extras", action="store_true",
-                        help="measure only the result store's overhead and the cached re-run (no table, no chart)")
+                        help="measure only the result store's overhead, the cached re-run and the ready order "
+                             "(no table, no chart)")
     extras.add_argument("--no-extras", action="store_true",
-                        help="skip the result store's overhead and the cached re-run")
+                        help="skip the result store's overhead, the cached re-run and the ready order")
     p.add_argument("--chart-from", type=Path, help=argparse.SUPPRESS)  # internal: draw from a results.json
     p.add_argument("--png", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     machine["loadavg_start"] = machine.pop("loadavg")
-    what = ("the result store's overhead and the cached re-run only" if args.only_extras else
+    what = ("the result store's overhead, the cached re-run and the ready order only" if args.only_extras else
             f"{len(args.workload)} workloads × {len(args.runner)} runners (+ the plain loop beside each)")
     say(f"ftdag comparison, {mode.name} mode: {what} on {machine['cpu_count']} CPUs; results in {out}")
 
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     say(f"Calibrated on {calibrated_on.label}: {spin_per_ms:.0f} loop rounds per ms of CPU work")
 
     measurer = Measurer(mode, args.workers, spin_per_ms, env, scratch=HERE / "results")
-    measurements, small_graph, sweep, store, resume = [], [], [], [], []
+    measurements, small_graph, sweep, store, resume, order = [], [], [], [], [], []
     if not args.only_extras:
         say(f"Measuring ({len(args.workload) * len(interps) * len(args.runner)} measurements, "
             "each in a fresh process):")
@@ -165,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         say("Result store (save + load per record, against pickle.dumps) and a cached re-run of the rollup:")
         store = measurer.store_overhead(store_interpreter(interps) or interps[0])
         resume = measurer.resume(interps)
+        say("Ready order (critical path against FIFO, 64 independent 10 ms tasks then a chain of 16):")
+        order = measurer.order(interps)
 
     machine["loadavg_end"] = loadavg()
     c = Comparison(
@@ -175,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                           calibrated_on=calibrated_on.label, workloads=tuple(args.workload),
                           runners=tuple(args.runner), sweep_work_us=SWEEP_WORK_US),
         measurements=tuple(measurements), small_graph=tuple(small_graph), sweep=tuple(sweep),
-        store_overhead=tuple(store), resume=tuple(resume),
+        store_overhead=tuple(store), resume=tuple(resume), order=tuple(order),
     )
     return write(c, out, with_chart=not args.no_chart, started=started)
 

@@ -5,8 +5,10 @@
 :func:`run_small_graph`  one small-graph case as ``bench.py --small-graph``.
 :func:`run_store_overhead`  ``store_overhead.py``: what a result store costs per record.
 :func:`run_resume`       ``resume_bench.py``: the rollup's fully cached re-run against its first run.
+:func:`run_order`        ``order.py``: critical-path order against insertion (FIFO) order.
 :class:`Measurer`        every measurement of the comparison in order (the table, the small-graph
-                         row, the break-even sweep, the result store's overhead, the cached re-run),
+                         row, the break-even sweep, the result store's overhead, the cached re-run,
+                         the ready order),
                          with progress, a second attempt for a parallel runner timed on a busy
                          machine, and a clean stop on Ctrl-C.
 
@@ -24,11 +26,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from environment import Interpreter, loadavg, say
-from records import Measurement, ResumeResult, SmallGraphResult, StoreOverhead, with_interpreter
-from report import LABELS, error_cell, fmt_time, fmt_x, size_cell
+from records import Measurement, OrderResult, ResumeResult, SmallGraphResult, StoreOverhead, with_interpreter
+from report import LABELS, error_cell, fmt_time, fmt_x, order_targets_cell, size_cell
 
 HERE = Path(__file__).resolve().parent
-R = TypeVar("R", Measurement, SmallGraphResult, StoreOverhead, ResumeResult)
+R = TypeVar("R", Measurement, SmallGraphResult, StoreOverhead, ResumeResult, OrderResult)
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,22 @@ def run_resume(python: str, *, size: str, quick: bool, rounds: int | None, worke
     return ResumeResult(size=size, ok=False, error=str(reason), workers=workers)
 
 
+def run_order(python: str, *, rounds: int | None, workers: int, spin_per_ms: float, task_ms: float | None = None,
+              timeout: float | None, env: dict[str, str] | None = None) -> OrderResult:
+    """Run ``python order.py --rounds ROUNDS --workers W --spin-per-ms X`` and return its record; never
+    raises for a failing child.  A run that failed inside the child comes back as the child's own
+    record, with ``ok=False`` and its reason."""
+    argv = ["--workers", str(workers), "--spin-per-ms", repr(spin_per_ms)]
+    argv += (["--rounds", str(rounds)] if rounds else []) + (["--task-ms", repr(task_ms)] if task_ms else [])
+    doc, reason = _run_script("order.py", python, argv, timeout, env)
+    if doc is not None:
+        try:
+            return OrderResult.from_json(doc["result"])
+        except (KeyError, TypeError) as exc:
+            reason = f"unreadable result ({type(exc).__name__})"
+    return OrderResult(ok=False, error=str(reason), workers=workers, task_ms=task_ms)
+
+
 def sweep_runners(interp: Interpreter) -> list[str]:
     """ftdag's parallel backends worth sweeping on a build: threads where the GIL is off; on a
     GIL build processes (the default there) and threads (for comparison)."""
@@ -178,13 +196,19 @@ def store_interpreter(interps: Sequence[Interpreter]) -> Interpreter | None:
             or next((i for i in interps if i.ft), None) or next(iter(interps), None))
 
 
-def _noise(rec: Measurement | SmallGraphResult | StoreOverhead | ResumeResult) -> str:
+def order_interpreters(interps: Sequence[Interpreter]) -> list[Interpreter]:
+    """Every interpreter, 3.13t first (the build the targets are for), then the other free-threaded
+    builds, then the GIL ones."""
+    return sorted(interps, key=lambda i: (i.label != "3.13t", not i.ft))
+
+
+def _noise(rec: Measurement | SmallGraphResult | StoreOverhead | ResumeResult | OrderResult) -> str:
     return f"other processes used {rec.load:.2f} CPU"
 
 
 class Measurer:
     """Every measurement of one comparison, each in a fresh child (``bench.py``, ``store_overhead.py``,
-    ``resume_bench.py``) of an interpreter's venv."""
+    ``resume_bench.py``, ``order.py``) of an interpreter's venv."""
 
     def __init__(self, mode: Mode, workers: int, spin_per_ms: float, env: dict[str, str],
                  scratch: Path = HERE / "results") -> None:
@@ -270,6 +294,21 @@ class Measurer:
         plan = [(i,) for i in sorted(interps, key=lambda i: not i.ft)]
         return self._each("resume ", plan, lambda i: f"{i.label} · cached re-run of the rollup", measure, show,
                           retry=lambda i: True)
+
+    def order(self, interps: Sequence[Interpreter]) -> list[OrderResult]:
+        """``order.py`` on every interpreter, 3.13t first (see :func:`order_interpreters`)."""
+        def measure(interp):
+            return run_order(interp.bench.python, rounds=self.mode.repeat, workers=self.workers,
+                             spin_per_ms=self.spin_per_ms, timeout=self.mode.timeout, env=self.env)
+
+        def show(rec, interp):
+            return (f"{rec.backend}: critical path {fmt_time(rec.critical_best_s)} ({fmt_x(rec.critical_over_bound)} "
+                    f"the bound {fmt_time(rec.lower_bound_s)}), FIFO {fmt_time(rec.fifo_best_s)}; targets "
+                    f"{order_targets_cell(rec)}")
+
+        plan = [(i,) for i in order_interpreters(interps)]
+        return self._each("order ", plan, lambda i: f"{i.label} · ready order, critical path against FIFO", measure,
+                          show, retry=lambda i: True)
 
     def _each(self, tag: str, plan: list[tuple], describe: Callable[..., str], measure: Callable[..., R],
               show: Callable[[R, Interpreter], str], retry: Callable[..., bool]) -> list[R]:

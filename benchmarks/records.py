@@ -9,6 +9,8 @@
 :class:`StoreOverhead`     one run of ``store_overhead.py`` in the comparison: its rows, or why it failed.
 :class:`ResumeResult`      one run of ``resume_bench.py`` on one interpreter: the rollup's first run
                            without a store, with one, and its fully cached re-run.
+:class:`OrderResult`       one run of ``order.py`` on one interpreter: the makespan of a graph whose
+                           ready order matters, in critical-path order and in insertion (FIFO) order.
 :class:`Row`               one row of the comparison table.
 :class:`Reference`         the plain loops every speed-up of the table is taken against, computed here
                            and nowhere else.
@@ -23,8 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, Protocol, TypeVar
 
-__all__ = ["NOISY_CPUS", "Measurement", "Reference", "ResumeResult", "Row", "SmallGraphResult", "StoreOverhead",
-           "StoreRow", "reference_interpreter", "with_interpreter"]
+__all__ = ["NOISY_CPUS", "Measurement", "OrderResult", "Reference", "ResumeResult", "Row", "SmallGraphResult",
+           "StoreOverhead", "StoreRow", "reference_interpreter", "with_interpreter"]
 
 NOISY_CPUS = 0.25  # other processes using this much CPU during a measurement make it suspect
 
@@ -375,6 +377,134 @@ class ResumeResult(_Timed):
     def resume_speedup(self) -> float | None:
         """First run with the store over the cached re-run, best times: how much faster resuming is."""
         return _over(self.with_store_best_s, self.cached_best_s) if self.ok else None
+
+
+@dataclass(frozen=True)
+class OrderResult(_Timed):
+    """Where the order of ready tasks matters, on one interpreter (``benchmarks/order.py``).
+
+    The graph: ``n_independent`` independent CPU tasks added first, then one chain of ``n_chain``
+    tasks, each of ``task_ms`` of work (``loops`` spin rounds), run on ``workers`` workers.  Each
+    round, in one process with one executor, times one run in ftdag's default order (critical path
+    first: ``critical_s``) and one with ``priority=-i`` for the ``i``-th task added, which starts
+    the tasks in insertion order (FIFO: ``fifo_s``; the chain then runs last, alone).
+
+    ``task_alone_s`` holds timings of one task alone, in this process between the runs (3 before the
+    first round, then one before each round, so that they see the machine's speed throughout);
+    their best, ``task_s``, gives the lower bound on the makespan: the total work over the
+    workers, or the chain, whichever is longer.
+    ``critical_work_s`` and ``critical_chain_s`` hold, per critical-path round, the sum of every
+    task's own time in that run and the chain's: the bound those times allow
+    (:attr:`critical_over_work`) tells the scheduler's share of a gap to the lower bound from tasks
+    that ran slower beside each other (or beside other processes) than alone.
+
+    The targets (the scheduling-constraints issue's): on a free-threaded build with the thread
+    backend, the critical-path makespan within ``BOUND_TARGET`` of the lower bound, and shorter than
+    FIFO's by at least ``FIFO_TARGET``, both on the best times; elsewhere they do not apply (None).
+    """
+
+    ok: bool
+    error: str | None = None
+    workers: int | None = None
+    backend: str | None = None
+    task_ms: float | None = None
+    loops: int | None = None
+    n_independent: int = 64
+    n_chain: int = 16
+    task_alone_s: tuple[float, ...] = ()
+    critical_s: tuple[float, ...] = ()
+    fifo_s: tuple[float, ...] = ()
+    critical_work_s: tuple[float, ...] = ()
+    critical_chain_s: tuple[float, ...] = ()
+    free_threaded_build: bool | None = None
+    gil_enabled_after: bool | None = None
+    background_cpus: float | None = None
+    steal_cpus: float | None = None
+    interpreter: str | None = None
+    discarded_noisy_attempts: tuple[OrderResult, ...] = ()
+
+    BOUND_TARGET: ClassVar[float] = 1.05  # critical path / lower bound, at most
+    FIFO_TARGET: ClassVar[float] = 0.10  # critical path shorter than FIFO by at least this fraction
+    DERIVED = ("rounds", "task_s", "lower_bound_s", "critical_best_s", "critical_median_s", "fifo_best_s", "fifo_median_s",
+               "critical_over_bound", "critical_over_fifo", "shorter_than_fifo", "critical_over_work",
+               "targets_apply", "meets_bound_target", "meets_fifo_target")
+
+    @property
+    def rounds(self) -> int:
+        return len(self.critical_s)
+
+    @property
+    def task_s(self) -> float | None:
+        """One task's time alone: the best of its timings."""
+        return _best_median(self.task_alone_s)[0]
+
+    @property
+    def lower_bound_s(self) -> float | None:
+        """No schedule can be shorter: the total work over the workers, or the chain if longer."""
+        if not (self.task_s and self.workers):
+            return None
+        return max((self.n_independent + self.n_chain) * self.task_s / self.workers, self.n_chain * self.task_s)
+
+    @property
+    def critical_best_s(self) -> float | None:
+        return _best_median(self.critical_s)[0]
+
+    @property
+    def critical_median_s(self) -> float | None:
+        return _best_median(self.critical_s)[1]
+
+    @property
+    def fifo_best_s(self) -> float | None:
+        return _best_median(self.fifo_s)[0]
+
+    @property
+    def fifo_median_s(self) -> float | None:
+        return _best_median(self.fifo_s)[1]
+
+    @property
+    def critical_over_bound(self) -> float | None:
+        """Best critical-path makespan over the lower bound (1 is optimal)."""
+        return _over(self.critical_best_s, self.lower_bound_s) if self.ok else None
+
+    @property
+    def critical_over_fifo(self) -> float | None:
+        """Best critical-path makespan over the best FIFO one (lower is better)."""
+        return _over(self.critical_best_s, self.fifo_best_s) if self.ok else None
+
+    @property
+    def shorter_than_fifo(self) -> float | None:
+        """How much shorter the critical path's best makespan is than FIFO's, as a fraction of FIFO's."""
+        ratio = self.critical_over_fifo
+        return None if ratio is None else 1 - ratio
+
+    @property
+    def critical_over_work(self) -> float | None:
+        """Median over the critical-path rounds of the makespan over the bound the tasks' own times in
+        that run allow (their sum over the workers, or the chain's, if longer): 1 is a schedule with
+        no idle worker that the chain did not force."""
+        if not (self.ok and self.workers and self.critical_work_s
+                and len(self.critical_work_s) == len(self.critical_chain_s) == len(self.critical_s)):
+            return None
+        bounds = [max(w / self.workers, c) for w, c in zip(self.critical_work_s, self.critical_chain_s, strict=True)]
+        if not all(bounds):
+            return None
+        return statistics.median(m / b for m, b in zip(self.critical_s, bounds, strict=True))
+
+    @property
+    def targets_apply(self) -> bool:
+        """The targets are for free-threaded builds on threads, with the GIL off."""
+        return bool(self.ok and self.free_threaded_build and self.backend == "threads"
+                    and self.gil_enabled_after is not True)
+
+    @property
+    def meets_bound_target(self) -> bool | None:
+        r = self.critical_over_bound
+        return None if not self.targets_apply or r is None else r <= self.BOUND_TARGET
+
+    @property
+    def meets_fifo_target(self) -> bool | None:
+        s = self.shorter_than_fifo
+        return None if not self.targets_apply or s is None else s >= self.FIFO_TARGET
 
 
 @dataclass(frozen=True)

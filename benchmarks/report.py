@@ -1,6 +1,6 @@
 """The comparison's report: the table of every measurement, the small-graph row, the break-even
-sweep, the result store's overhead and the cached re-run, as ``results.md`` and ``results.json``;
-and the cell formatting ``bench.py`` shares.
+sweep, the result store's overhead, the cached re-run and the ready order, as ``results.md`` and
+``results.json``; and the cell formatting ``bench.py`` shares.
 
 A :class:`Comparison` holds everything one run of ``compare.py`` measured; its :attr:`rows` are
 the table (speed-ups from :class:`records.Reference`, computed nowhere else), :func:`markdown_report`
@@ -8,7 +8,7 @@ renders it and :meth:`Comparison.to_json` is ``results.json`` (schema ``ftdag-co
 ``schema``, ``date``, ``mode``, ``duration_s``, ``machine``, ``interrupted``, ``interpreters``,
 ``settings``, ``reference``, ``measurements``, ``sweep``, ``breakeven``, ``small_graph``, ``summary``,
 ``store_overhead``: :class:`records.StoreOverhead` records, ``resume``: :class:`records.ResumeResult`
-records).
+records, ``order``: :class:`records.OrderResult` records).
 
 Importing this module runs nothing.
 """
@@ -23,7 +23,7 @@ from functools import cached_property
 from typing import Any
 
 from environment import Interpreter, build_caveat
-from records import Measurement, Reference, ResumeResult, Row, SmallGraphResult, StoreOverhead
+from records import Measurement, OrderResult, Reference, ResumeResult, Row, SmallGraphResult, StoreOverhead
 
 SCHEMA = "ftdag-compare/1"
 LABELS = {
@@ -130,6 +130,7 @@ class Comparison:
     interrupted: bool = False
     store_overhead: tuple[StoreOverhead, ...] = ()
     resume: tuple[ResumeResult, ...] = ()
+    order: tuple[OrderResult, ...] = ()
 
     @cached_property
     def reference(self) -> Reference:
@@ -161,6 +162,7 @@ class Comparison:
             "summary": [r.to_json() for r in self.rows],
             "store_overhead": [r.to_json() for r in self.store_overhead],
             "resume": [r.to_json() for r in self.resume],
+            "order": [r.to_json() for r in self.order],
         }
 
 
@@ -402,12 +404,74 @@ def resume_markdown(results: Sequence[ResumeResult]) -> str:
     return intro + "\n\n" + markdown_table(header, body) + ("\n\n" + "\n".join(lines) if lines else "")
 
 
+# -- the ready order -----------------------------------------------------------------------------
+
+
+def order_targets_cell(r: OrderResult) -> str:
+    """Whether the critical path met both targets, or why they do not apply."""
+    if not r.ok:
+        return ""
+    if not r.targets_apply:
+        why = ("GIL build" if not r.free_threaded_build else
+               "GIL re-enabled" if r.gil_enabled_after else f"{r.backend} backend")
+        return f"n/a ({why})"
+
+    def verdict(met: bool | None) -> str:
+        return "met" if met else "**missed**"
+
+    return (f"≤ {r.BOUND_TARGET:g}× bound: {verdict(r.meets_bound_target)}; "
+            f"≥ {r.FIFO_TARGET:.0%} shorter: {verdict(r.meets_fifo_target)}")
+
+
+def order_table(results: Sequence[OrderResult]) -> str:
+    """The ready-order table: one row per interpreter (``order.py`` prints it for its own run)."""
+    header = ["interpreter", "backend", "workers", "task (alone)", "lower bound", "critical path", "× bound", "FIFO",
+              "critical path shorter than FIFO", "targets", "rounds"]
+    body = []
+    for r in results:
+        if not r.ok:
+            body.append([str(r.interpreter), str(r.backend or ""), str(r.workers or ""), error_cell(r.error)]
+                        + [""] * 7)
+            continue
+        shorter = "—" if r.shorter_than_fifo is None else f"{r.shorter_than_fifo:.1%}"
+        body.append([str(r.interpreter), str(r.backend), str(r.workers), fmt_time(r.task_s),
+                     fmt_time(r.lower_bound_s),
+                     _best_and_median(r.critical_best_s, r.critical_median_s) + ("†" if r.noisy else ""),
+                     fmt_x(r.critical_over_bound), _best_and_median(r.fifo_best_s, r.fifo_median_s), shorter,
+                     order_targets_cell(r), str(r.rounds)])
+    return markdown_table(header, body)
+
+
+def order_markdown(results: Sequence[OrderResult]) -> str:
+    """The makespan of a graph whose ready order matters, critical path against FIFO, per interpreter."""
+    first = next((r for r in results if r.ok), None)
+    n_ind, n_chain, task_ms = (first.n_independent, first.n_chain, first.task_ms) if first else (64, 16, 10)
+    intro = (
+        "### Ready order: critical path against FIFO\n\n"
+        f"`benchmarks/order.py` in a fresh process per interpreter: {n_ind} independent CPU tasks added first, then "
+        f"one chain of {n_chain} tasks, each {task_ms:g} ms of CPU work on the build the work was calibrated on, on one "
+        "`ftdag.Executor` (auto backend). Critical path: ftdag's default ready order, which starts the chain's "
+        "head first; FIFO: the same graph with `priority=-i` for the i-th task added, which starts the tasks in "
+        "insertion order, so the chain runs last, alone. Task (alone): one task's time alone, the best of timings between the rounds. "
+        "Lower bound: the total work over the workers, or the chain, whichever is longer, from that time. "
+        "Times: best / median of the rounds (each round runs both, alternating which goes first); × bound and "
+        "\"shorter\" are of the best times. Targets (free-threaded builds, thread backend): the critical path "
+        f"within {OrderResult.BOUND_TARGET - 1:.0%} of the lower bound and at least {OrderResult.FIFO_TARGET:.0%} "
+        "shorter than FIFO; on a GIL build (processes) the numbers are for reference. †: other processes took "
+        "CPU meanwhile.")
+    lines = [f"- {r.interpreter} ({r.backend}): a critical-path run took {fmt_x(r.critical_over_work)} the bound its "
+             "tasks' own times in that run allow (median of the rounds; 1.00× = no worker idle but for the chain), "
+             f"against {fmt_x(r.critical_over_bound)} the lower bound from their time alone."
+             for r in results if r.ok and r.critical_over_work]
+    return intro + "\n\n" + order_table(results) + ("\n\n" + "\n".join(lines) if lines else "")
+
+
 # -- the whole report --------------------------------------------------------------------------
 
 
 def markdown_report(c: Comparison, chart: bool) -> str:
     """``results.md`` without its title: description, table, legend, headline, small graphs, sweep, result
-    store, resuming, chart (each section only if it was measured)."""
+    store, resuming, ready order, chart (each section only if it was measured)."""
     parts = [describe(c)]
     if c.measurements:
         parts += [markdown(c.rows, c.reference), LEGEND.format(ref=c.reference.label), headline(c)]
@@ -419,6 +483,8 @@ def markdown_report(c: Comparison, chart: bool) -> str:
         parts.append(store_overhead_markdown(c.store_overhead))
     if c.resume:
         parts.append(resume_markdown(c.resume))
+    if c.order:
+        parts.append(order_markdown(c.order))
     if chart:
         parts.append(CHART_LINK)
     return "\n\n".join(parts)
