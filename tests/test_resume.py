@@ -142,10 +142,11 @@ def test_a_corrupt_record_is_recomputed_with_a_warning(kind, tmp_path):
     dag = build(log)
     with ftdag.Executor(backend="threads", max_workers=2) as ex:
         ex.run(dag, ["d"], store=store)
+        from ftdag._policy import RunPolicy
         from ftdag._resume import fingerprints
 
         plan = ftdag._plan.Plan(dag, ["d"])
-        ctx = ftdag._context.RunContext(plan, on_error="fail_fast", max_failures=None, cancel=None, timeout=None)
+        ctx = ftdag._context.RunContext(plan, RunPolicy())
         fp = fingerprints(plan, ctx)[dag._id("d")].hex()
         _damage(store, kind, fp, tmp_path)
         again = CallLog()

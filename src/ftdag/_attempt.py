@@ -58,26 +58,41 @@ def attempts(ctx: RunContext, plan: Plan, stopped: Callable[[], bool]) -> list[C
 
 
 def _wrapped(ctx: RunContext, task: int, fn: Callable[..., Any], stopped: Callable[[], bool], *args: Any) -> Any:
-    return run_attempt(ctx, task, fn, args, stopped)
+    return run_attempt(ctx, task, fn, args, stopped, getattr(thread_state, "slot", 0))
 
 
-def run_attempt(ctx: RunContext, task: int, fn: Callable[..., Any], args: Sequence[Any], stopped: Callable[[], bool]) -> Any:
-    """Run one attempt of ``task``: ``fn(*args)``, with its context, timeout and store."""
+def run_attempt(
+    ctx: RunContext, task: int, fn: Callable[..., Any], args: Sequence[Any], stopped: Callable[[], bool],
+    worker: int = 0,
+) -> Any:
+    """Run one attempt of ``task`` on ``worker``: ``fn(*args)``, with its context, timeout,
+    store and callbacks (``on_task_start`` and ``on_task_end`` on this thread)."""
     key = ctx.keys[task]
     context = TaskContext(key, ctx.attempt(task), stopped)
-    timeout = ctx.timeout_of(task)
-    if timeout is None:
-        result = fn(*args)  # current_task() finds ``context`` in this frame
-    else:
-        result = _call_with_timeout(fn, args, timeout, context)
-    fingerprints = ctx.fingerprints
-    if fingerprints is not None:
-        fingerprint = fingerprints[task]
-        if fingerprint is not None:
-            try:
-                ctx.store.save(fingerprint, result, key)
-            except SerializationError as err:
-                raise SaveFailed(err) from None
+    callbacks = ctx.callbacks
+    if callbacks is not None:
+        callbacks.task_start(key, worker)
+        started = time.perf_counter()
+    try:
+        timeout = ctx.timeout_of(task)
+        if timeout is None:
+            result = fn(*args)  # current_task() finds ``context`` in this frame
+        else:
+            result = _call_with_timeout(fn, args, timeout, context)
+        fingerprints = ctx.fingerprints
+        if fingerprints is not None:
+            fingerprint = fingerprints[task]
+            if fingerprint is not None:
+                try:
+                    ctx.store.save(fingerprint, result, key)
+                except SerializationError as err:
+                    raise SaveFailed(err) from None
+    except BaseException as exc:
+        if callbacks is not None:
+            callbacks.task_end(key, worker, time.perf_counter() - started, exc.error if isinstance(exc, SaveFailed) else exc)
+        raise
+    if callbacks is not None:
+        callbacks.task_end(key, worker, time.perf_counter() - started, None)
     return result
 
 

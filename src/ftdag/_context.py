@@ -38,9 +38,13 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from types import CodeType, FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._options import TaskOptions, retry_delay
+from .callbacks import Callbacks
+
+if TYPE_CHECKING:
+    from ._policy import RunPolicy
 from ._plan import Plan
 from .errors import TaskError, _task_failed
 
@@ -154,21 +158,19 @@ class RunContext:
     __slots__ = (
         "keys", "options", "on_error", "max_failures", "cancel", "deadline", "store", "fingerprints",
         "tries", "status", "timers", "failed", "reason", "retries", "loaded", "stored", "settled", "_seq",
-        "_rng", "_wake", "emit", "_streamed",
+        "_rng", "_wake", "emit", "_streamed", "callbacks",
     )
 
-    def __init__(
-        self, plan: Plan, *, on_error: str, max_failures: int | None, cancel: CancelToken | None,
-        timeout: float | None, store: Any = None,
-    ) -> None:
+    def __init__(self, plan: Plan, policy: RunPolicy) -> None:
         dag = plan.dag
+        on_error, max_failures, cancel, timeout = policy.on_error, policy.max_failures, policy.cancel, policy.timeout
         self.keys = dag._keys
         self.options: tuple[TaskOptions | None, ...] = dag._options or (None,) * len(dag._keys)
         self.on_error = on_error
         self.max_failures = max_failures  # stop after this many tasks failed for good (None: never)
         self.cancel = cancel
         self.deadline = None if timeout is None else time.monotonic() + timeout
-        self.store = store  # set up by ftdag._resume when the run has one
+        self.store = policy.store  # set up by ftdag._resume when the run has one
         self.fingerprints: list[str | None] | None = None  # by id, with a store: None where not stored
         self.tries: dict[int, int] = {}
         self.status = bytearray(len(dag._keys))
@@ -183,6 +185,7 @@ class RunContext:
         self._rng = random.Random()
         self._wake: Callable[[], None] | None = None
         self.emit: Callable[[Hashable, Any], None] | None = None  # streams outputs (ftdag._streams)
+        self.callbacks = Callbacks(policy.callbacks) if policy.callbacks else None  # ftdag.callbacks
         self._streamed: bytearray | None = None  # by id: 1 for a requested output still to be emitted
 
     # -- cancellation -----------------------------------------------------------------------------

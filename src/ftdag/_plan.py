@@ -159,6 +159,7 @@ class Plan:
 
     __slots__ = (
         "dag", "template", "outputs", "tasks", "initial", "executed", "values", "remaining", "consumers", "scheduled",
+        "given",
     )  # (the ready order and the flags ordered/guarded are the template's)
 
     def __init__(
@@ -176,6 +177,7 @@ class Plan:
         self.initial = template.initial
         self.executed = template.executed
         self.scheduled = template.scheduled  # a planned task has retries or a timeout
+        self.given = frozenset(given) if given else _NOTHING  # nodes whose values were given (loaded)
         self.values = list(dag._values)
         if given:
             for i, value in given.items():
@@ -243,6 +245,9 @@ class Plan:
     def results(self) -> dict[Hashable, object]:
         keys, values = self.dag._keys, self.values
         return {keys[i]: values[i] for i in self.outputs}
+
+
+_NOTHING: frozenset[int] = frozenset()
 
 
 class _OutputIds(list[int]):

@@ -34,6 +34,7 @@ import select
 import signal
 import traceback
 from collections import deque
+from time import perf_counter
 from typing import Any
 
 from ._context import TaskContext, register_frame
@@ -151,6 +152,7 @@ def main(conn, cancel) -> None:
                 linked = None
                 send(reply(run_id, task, SKIPPED, None))
                 continue
+            started = perf_counter()  # (reported for tasks of runs with a context: elapsed)
             status, fn = OK, fns.get(fid)
             if fn is None:
                 fn = _never_sent(fid)
@@ -168,20 +170,21 @@ def main(conn, cancel) -> None:
                     except BaseException as exc:  # SystemExit too: it fails the run, not the worker
                         status, payload = RAISED, _error_payload(exc, skip_frames=1)
                     args = None
+            elapsed = None if attempt is None else perf_counter() - started
             if status == OK and attempt is not None and attempt[1] is not None:
                 status, payload = _save(stores.get(run_id), attempt[1], payload, key)
             if status == OK:
                 if flags & KEEP:
                     kept_task, kept = task, payload
                 try:
-                    message = reply(run_id, task, OK, payload if flags & SEND else None)
+                    message = reply(run_id, task, OK, payload if flags & SEND else None, elapsed)
                 except BaseException as exc:
                     kept_task, kept = NO_TASK, None
                     status, payload = BAD_RESULT, _error_payload(exc)
             if status != OK:
                 if attempt is None and cancel.value < run_id:
                     cancel.value = run_id  # fail fast (a plain run): nothing of this run starts any more
-                message = reply(run_id, task, status, payload)
+                message = reply(run_id, task, status, payload, elapsed)
             payload = blob = linked = None  # hold no task data while waiting for the next message
             send(message)
             message = None

@@ -251,7 +251,7 @@ class ProcessPool:
                 run.in_flight -= 1
                 if run.admission is not None:
                     self._release(run, run.admission, task)
-                self._failed(run, task, _TIMED_OUT, run.timeouts[task])
+                self._failed(run, task, _TIMED_OUT, run.timeouts[task], w.index, run.timeouts[task])
                 if not run.stopped:
                     self._workers.replace(w)
         if run.stopped:
@@ -304,8 +304,14 @@ class ProcessPool:
 
     def _reply(self, run: Run | None, w: Worker, data: bytes) -> None:
         """Handle one reply: store a result and dispatch what it made ready, or record a failure."""
+        elapsed = 0.0  # (seconds the attempt took, reported by tasks of runs with a context)
         try:
-            run_id, task, status, payload = loads(data)
+            message = loads(data)
+            if len(message) == 4:
+                run_id, task, status, payload = message
+            else:
+                run_id, task, status, payload, elapsed = message
+            message = None
         except Exception as exc:  # a result that does not unpickle here; replies come in order
             if run is None or not w.assigned:
                 return
@@ -327,9 +333,9 @@ class ProcessPool:
             self._release(run, run.admission, task)
         if run.ctx is not None:
             if status == OK:
-                self._succeeded(run, run.ctx, w, task, payload)
+                self._succeeded(run, run.ctx, w, task, payload, elapsed)
             elif status != SKIPPED:
-                self._failed(run, task, status, payload)
+                self._failed(run, task, status, payload, w.index, elapsed)
             return
         if status == OK:
             if run.stopped:
@@ -396,7 +402,7 @@ class ProcessPool:
                     self._release(run, run.admission, task)
                 if queued and not run.stopped:
                     run.ready.push(queued)
-                self._failed(run, task, CRASHED, (w.proc.exitcode, not w.started))
+                self._failed(run, task, CRASHED, (w.proc.exitcode, not w.started), w.index, 0.0)
             else:
                 self._fail(run, lost[0], CRASHED, (w.proc.exitcode, not w.started))
             lost.clear()
@@ -414,15 +420,17 @@ class ProcessPool:
                     run.ready.push(admission.blocked)
                 admission.blocked.clear()
 
-    def _succeeded(self, run: Run, ctx: RunContext, w: Worker, task: int, result: object) -> None:
+    def _succeeded(self, run: Run, ctx: RunContext, w: Worker, task: int, result: object, elapsed: float) -> None:
         """A run with a context: ``task`` returned ``result`` (reported even if the run stopped)."""
         fingerprints = ctx.fingerprints
         if fingerprints is not None and run.store_blob is None and fingerprints[task] is not None:
             try:  # a store of this process only (MemoryStore): the parent saves
                 ctx.store.save(fingerprints[task], result, run.keys[task])
             except SerializationError as err:
+                _report(ctx, run.keys[task], w.index, elapsed, err)
                 self._settle(run, ctx, task, ctx.failure(run.plan, task, err.__cause__ or err, err, retryable=False))
                 return
+        _report(ctx, run.keys[task], w.index, elapsed, None)
         made = run.plan.finish(task, result, run.deps[task], run.dependents[task])
         ctx.succeeded(run.plan, task)
         run.pending -= 1
@@ -431,21 +439,25 @@ class ProcessPool:
         if run.ready:
             self._dispatch(run, w)
 
-    def _failed(self, run: Run, task: int, status: int, payload: object) -> None:
-        """A run with a context: an attempt of ``task`` failed; its context decides what follows."""
+    def _failed(self, run: Run, task: int, status: int, payload: object, worker: int, elapsed: float) -> None:
+        """A run with a context: an attempt of ``task`` (on ``worker``) failed; its context
+        decides what follows."""
         ctx = run.ctx
         assert ctx is not None
         key = run.keys[task]
         if status == _TIMED_OUT:
             exc: BaseException = TaskTimeoutError(key, payload)  # type: ignore[arg-type]
+            _report(ctx, key, worker, elapsed, exc)
             self._settle(run, ctx, task, ctx.failure(run.plan, task, exc))
             return
         if status == UNSAVED:  # the result could not be saved (SerializationError, or the store's error)
             cause = remote_exception(payload)  # type: ignore[arg-type]
             error = cause if isinstance(cause, TaskError) else _task_failed(key, cause)
+            _report(ctx, key, worker, elapsed, error)
             self._settle(run, ctx, task, ctx.failure(run.plan, task, cause, error, retryable=False))
             return
         err = run_error((task, status, payload), run.keys, _functions.cloudpickle_available())
+        _report(ctx, key, worker, elapsed, err.__cause__ if type(err) is TaskError else err)
         if not isinstance(err, Exception):  # SystemExit, KeyboardInterrupt from a task: stop, re-raise
             if run.error is None:
                 run.error = (task, status, payload)
@@ -524,3 +536,11 @@ def _store_blob(ctx: RunContext | None) -> bytes | None:
             f"the store {ctx.store!r} cannot be pickled, so worker processes cannot save to it: "
             "use a store that pickles (DirectoryStore, SQLiteStore) or backend='threads'"
         ) from exc
+
+
+def _report(ctx: RunContext, key: object, worker: int, elapsed: float, error: BaseException | None) -> None:
+    """Both task events of an attempt, which the parent learns of from its reply (ftdag.callbacks)."""
+    callbacks = ctx.callbacks
+    if callbacks is not None:
+        callbacks.task_start(key, worker)
+        callbacks.task_end(key, worker, elapsed, error)

@@ -80,7 +80,7 @@ def _run_with_context(plan: Plan, ctx: RunContext) -> dict[str, int]:
             task = ready.pop()
             ds = deps[task]
             try:
-                result = run_attempt(ctx, task, fns[task], [values[d] for d in ds], stopped)
+                result = run_attempt(ctx, task, fns[task], [values[d] for d in ds], stopped, 0)
             except BaseException as exc:
                 if isinstance(exc, SaveFailed):
                     action = ctx.failure(plan, task, exc.error.__cause__ or exc.error, exc.error, retryable=False)

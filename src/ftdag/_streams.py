@@ -77,7 +77,7 @@ def as_completed(
     """See :meth:`ftdag.Executor.as_completed` and the module docstring."""
     user_token = options.pop("cancel", None)
     token = _linked(user_token)
-    ctx_args = executor._policy_of(options, token)  # validates before anything runs
+    policy = executor._policy_of({**options, "cancel": token})  # validates before anything runs
     executor._check(dag)
     items: queue.SimpleQueue = queue.SimpleQueue()
     pool = getattr(thread_state, "pool", None)  # called from a task of ours: run inline, as run() would
@@ -85,7 +85,7 @@ def as_completed(
     def body() -> None:
         thread_state.pool = pool
         try:
-            result: Any = executor._execute(dag, outputs, ctx_args, emit=lambda key, value: items.put((key, value)))
+            result: Any = executor._execute(dag, outputs, policy, emit=lambda key, value: items.put((key, value)))
             items.put(_END)
             items.put((True, result))
         except BaseException as exc:
@@ -136,7 +136,7 @@ class Submitter:
     def submit(self, dag: Dag, outputs: Iterable[Hashable] | Hashable, options: dict[str, Any]) -> Future[RunResult]:
         executor = self._executor
         executor._check(dag)
-        ctx_args = executor._policy_of(options, options.pop("cancel", None))  # raise now, not in the future
+        policy = executor._policy_of(options)  # raise now, not in the future
         future: Future[RunResult] = Future()
         with self._lock:
             if self._closed:
@@ -145,7 +145,7 @@ class Submitter:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="ftdag-submit", daemon=True)
                 self._thread.start()
-            self._queue.put((future, dag, outputs, ctx_args))
+            self._queue.put((future, dag, outputs, policy))
         return future
 
     def _work(self) -> None:
@@ -153,13 +153,13 @@ class Submitter:
             item = self._queue.get()
             if item is None:
                 return
-            future, dag, outputs, ctx_args = item
+            future, dag, outputs, policy = item
             with self._lock:
                 self._pending.discard(future)
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                result = self._executor._execute(dag, outputs, ctx_args)
+                result = self._executor._execute(dag, outputs, policy)
             except BaseException as exc:
                 future.set_exception(exc)
             else:

@@ -319,8 +319,9 @@ class ThreadPool:
         task's ``BaseException``).  With ``ctx``, failures are the context's to report
         (:mod:`ftdag._context`); only a ``BaseException`` is raised here."""
         with self._run_lock:
-            outer = current_pool()
+            outer, outer_slot = current_pool(), getattr(_local, "slot", 0)
             _local.pool = self  # from here on, close() or run() on this thread cannot wait for us
+            _local.slot = self._caller_slot
             try:
                 if self._closing:
                     raise RuntimeError("this executor is closed")
@@ -332,7 +333,7 @@ class ThreadPool:
                 if not run.done:
                     self._run_as_caller(run)
             finally:
-                _local.pool = outer
+                _local.pool, _local.slot = outer, outer_slot
         if self._crash is not None:
             self._check_crash()
         if run.error is not None:
@@ -505,6 +506,7 @@ class ThreadPool:
 
     def _work_loop(self, w: int) -> None:
         _local.pool = self
+        _local.slot = w  # the worker that callbacks name (ftdag.callbacks)
         garbage: list[Any] = []
         while True:
             with self._lock:

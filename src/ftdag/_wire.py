@@ -33,7 +33,10 @@ A message carries every task dispatched to that worker at once (several when a r
 several slots free up together, or a chain is linked).  Worker to parent::
 
     HELLO (empty)                        once, first: the worker's loop has started
-    (run_id, task id, status, payload)   one per task, in the order the tasks were sent.
+    (run_id, task id, status, payload[, elapsed])
+                                         one per task, in the order the tasks were sent
+                                         (elapsed: seconds the attempt took, for a task
+                                         of a run with a context).
                                          OK: the result (None unless SEND); SKIPPED: None
                                          (cancelled before it started); an error status:
                                          (pickled exception or None, "Type: message",
@@ -125,9 +128,12 @@ def run_over(run_id: int) -> bytes:
     return batch(run_id, (), (), ())
 
 
-def reply(run_id: int, task: int, status: int, payload: object) -> bytes:
-    """A worker-to-parent reply (see the module docstring)."""
-    return pickle.dumps((run_id, task, status, payload), PROTOCOL)
+def reply(run_id: int, task: int, status: int, payload: object, elapsed: float | None = None) -> bytes:
+    """A worker-to-parent reply (see the module docstring); a task of a run with a context
+    also reports the seconds its attempt took (``elapsed``)."""
+    if elapsed is None:
+        return pickle.dumps((run_id, task, status, payload), PROTOCOL)
+    return pickle.dumps((run_id, task, status, payload, elapsed), PROTOCOL)
 
 
 loads = pickle.loads  # decodes a message or a reply

@@ -9,17 +9,18 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from . import _sequential
-from ._admission import Admission, check_capacities
-from ._context import CancelToken, RunContext
+from ._context import CancelToken
 from ._plan import Plan
+from ._policy import RunPolicy, policy_from_options, run_policy
+from ._runner import run_with_context
 from ._threads import ThreadPool, current_pool
-from .config import ExecutorConfig, OnError, check_on_error
-from .errors import RunCancelledError, RunTimeoutError
+from .callbacks import Callback, check_callbacks
+from .config import ExecutorConfig, OnError
 from .graph import Dag
 from .results import RunResult, RunStats
 
@@ -51,9 +52,13 @@ class Executor:
     from inside the pool could deadlock.
     """
 
-    def __init__(self, config: ExecutorConfig | None = None, **options: Any) -> None:
+    def __init__(
+        self, config: ExecutorConfig | None = None, *, callbacks: Sequence[Callback] | None = None, **options: Any,
+    ) -> None:
         """``Executor(ExecutorConfig(...))``, or the config's fields as keywords:
-        ``Executor(max_workers=4, backend="threads")``, as ``concurrent.futures`` users expect."""
+        ``Executor(max_workers=4, backend="threads")``, as ``concurrent.futures`` users expect.
+        ``callbacks``: :class:`~ftdag.Callback` s that see every run of this executor."""
+        self._callbacks = check_callbacks(callbacks, "Executor(callbacks=...)")
         if options:
             if config is not None:
                 raise TypeError(
@@ -122,6 +127,7 @@ class Executor:
         cancel: CancelToken | None = None,
         timeout: float | None = None,
         store: Any = None,
+        callbacks: Sequence[Callback] | None = None,
     ) -> RunResult:
         """Execute the ancestors of ``outputs`` in ``dag``, each once, and return the outputs.
 
@@ -147,10 +153,20 @@ class Executor:
           happens, with :class:`~ftdag.RunTimeoutError`.
         - ``store``: a result store (:mod:`ftdag.store`): results are saved as tasks succeed,
           and a later run loads what is stored instead of computing it.
+        - ``callbacks``: :class:`~ftdag.Callback` s that see this run (after the executor's own).
         """
         self._check(dag)
-        ctx_args = _policy(self.config.on_error if on_error is None else on_error, max_failures, cancel, timeout, store)
-        return self._execute(dag, outputs, ctx_args)
+        policy = run_policy(
+            self.config.on_error if on_error is None else on_error, max_failures, cancel, timeout, store,
+            self._callbacks + check_callbacks(callbacks) if callbacks is not None else self._callbacks,
+        )
+        return self._execute(dag, outputs, policy)
+
+    def run_sequential(self, dag: Dag, outputs: Iterable[Hashable] | Hashable, **run_options: Any) -> RunResult:
+        """Like :meth:`run` (and with its keyword options), but always on the calling thread,
+        whatever the backend."""
+        self._check(dag)
+        return self._execute(dag, outputs, self._policy_of(run_options), backend="sequential")
 
     def as_completed(
         self, dag: Dag, outputs: Iterable[Hashable] | Hashable, **run_options: Any,
@@ -196,72 +212,30 @@ class Executor:
 
         return await _streams.run_async(self, dag, outputs, run_options)
 
-    def _policy_of(self, options: dict[str, Any], cancel: CancelToken | None) -> dict[str, Any] | None:
-        """The validated policy of :meth:`run`'s keyword options given as a dict (see :func:`_policy`)."""
-        unknown = sorted(set(options) - _RUN_OPTIONS)
-        if unknown:
-            raise TypeError(
-                f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}; the run options are "
-                f"{', '.join(sorted(_RUN_OPTIONS | {'cancel'}))}"
-            )
-        on_error = options.get("on_error")
-        return _policy(
-            self.config.on_error if on_error is None else on_error, options.get("max_failures"), cancel,
-            options.get("timeout"), options.get("store"),
-        )
+    def _policy_of(self, run_options: Mapping[str, Any]) -> RunPolicy | None:
+        """The validated policy of :meth:`run`'s keyword options given as a mapping."""
+        return policy_from_options(run_options, self.config.on_error, self._callbacks)
 
     def _execute(
-        self, dag: Dag, outputs: Iterable[Hashable] | Hashable, ctx_args: dict[str, Any] | None,
-        emit: Callable[[Hashable, Any], None] | None = None,
+        self, dag: Dag, outputs: Iterable[Hashable] | Hashable, policy: RunPolicy | None,
+        emit: Callable[[Hashable, Any], None] | None = None, backend: str | None = None,
     ) -> RunResult:
-        """:meth:`run` with a validated policy (``_policy``); ``emit(key, value)`` is called for
-        each requested output as soon as it is ready (ftdag._streams), which needs a context."""
-        backend = self._choose_backend()
-        if backend == "threads" and self._threads is not None and current_pool() is self._threads:
-            backend = "sequential"  # a nested run from one of our own workers: run it inline
+        """Run with a validated policy; ``emit(key, value)`` is called for each requested output
+        as soon as it is ready (ftdag._streams).  A plain run (no policy, no task with options
+        that the schedulers must see, nothing streamed) takes the backends' plain paths."""
+        if backend is None:
+            backend = self._choose_backend()
+            if backend == "threads" and self._threads is not None and current_pool() is self._threads:
+                backend = "sequential"  # a nested run from one of our own workers: run it inline
         plan = Plan(dag, outputs)
         start = time.perf_counter()
-        if ctx_args is None and not plan.scheduled and emit is None:
+        if policy is None and not plan.scheduled and emit is None:
             if backend == "sequential":
                 counters = _sequential.run_plan(plan)
             else:
                 counters = self._pool(backend).run(plan)
             return self._result(plan, backend, start, counters)
-        admission = self._admission(plan)  # may raise, before anything runs
-        ctx = RunContext(plan, **(ctx_args or _DEFAULT_POLICY))
-        if ctx.store is not None:
-            from . import _resume
-
-            plan = _resume.prepare(plan, ctx, ctx.store)
-        if emit is not None:
-            ctx.stream(plan, emit)
-        if backend == "sequential":  # one task at a time: nothing to admit
-            counters = _sequential.run_plan(plan, ctx)
-        else:
-            counters = self._pool(backend).run(plan, ctx, admission)
-        return self._outcome(plan, ctx, backend, start, counters)
-
-    def run_sequential(self, dag: Dag, outputs: Iterable[Hashable] | Hashable, **policy: Any) -> RunResult:
-        """Like :meth:`run` (and with its keyword arguments), but always on the calling thread,
-        whatever the backend."""
-        self._check(dag)
-        plan = Plan(dag, outputs)
-        start = time.perf_counter()
-        ctx_args = _policy(
-            policy.pop("on_error", None) or self.config.on_error, policy.pop("max_failures", None),
-            policy.pop("cancel", None), policy.pop("timeout", None), policy.pop("store", None),
-        )
-        if policy:
-            raise TypeError(f"run_sequential() got unexpected keyword argument(s) {', '.join(map(repr, policy))}")
-        if ctx_args is None and not plan.scheduled:
-            return self._result(plan, "sequential", start, _sequential.run_plan(plan))
-        self._admission(plan)  # checks the capacities
-        ctx = RunContext(plan, **(ctx_args or _DEFAULT_POLICY))
-        if ctx.store is not None:
-            from . import _resume
-
-            plan = _resume.prepare(plan, ctx, ctx.store)
-        return self._outcome(plan, ctx, "sequential", start, _sequential.run_plan(plan, ctx))
+        return run_with_context(self, plan, policy or RunPolicy(self.config.on_error), backend, start, emit)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -282,39 +256,6 @@ class Executor:
             **counters,
         )
         return RunResult(plan.results(), stats)
-
-    def _admission(self, plan: Plan) -> Admission | None:
-        """The admission state of a guarded plan's run (ftdag._admission), after checking that
-        every resource its tasks ask for is declared with enough units; None if not guarded."""
-        if not plan.template.guarded:
-            return None
-        dag = plan.dag
-        check_capacities(plan.tasks, dag._keys, dag._resources, self.config.resources)
-        return Admission(dag._resources, dag._access, self.config.resources)
-
-    @classmethod
-    def _outcome(cls, plan: Plan, ctx: RunContext, backend: str, start: float, counters: dict[str, int]) -> RunResult:
-        """The result of a run with a context, or the exception it ends with."""
-        wall = time.perf_counter() - start
-        if ctx.reason == "failed" and ctx.on_error == "fail_fast":
-            raise ctx.first_error()
-        outputs, failed, skipped = ctx.report(plan)
-        stats = RunStats(
-            executed=plan.executed,
-            pruned=len(plan.dag) - plan.executed,
-            backend=backend,
-            wall_s=wall,
-            **counters,
-            **ctx.counters(),
-            failed=len(failed or ()),
-            skipped=len(skipped),
-        )
-        result = RunResult(outputs, stats, failed, skipped)
-        if ctx.reason == "cancelled":
-            raise RunCancelledError("the run was cancelled (its CancelToken was cancelled)", result)
-        if ctx.reason == "timeout":
-            raise RunTimeoutError("the run reached its timeout", result)
-        return result
 
     def _choose_backend(self) -> str:
         backend = self.config.backend
@@ -356,46 +297,6 @@ class Executor:
             self._finalizer.detach()
         pools = [p for p in (self._threads, self._processes) if p is not None]
         self._finalizer = weakref.finalize(self, _close_all, pools)
-
-
-_RUN_OPTIONS = frozenset({"on_error", "max_failures", "timeout", "store"})  # and cancel
-
-_DEFAULT_POLICY: dict[str, Any] = {
-    "on_error": "fail_fast", "max_failures": None, "cancel": None, "timeout": None, "store": None,
-}
-
-
-def _policy(
-    on_error: str, max_failures: int | None, cancel: CancelToken | None, timeout: float | None, store: Any,
-) -> dict[str, Any] | None:
-    """The validated run policy, or None for a plain fail-fast run (module ftdag._context)."""
-    if on_error == "fail_fast" and max_failures is None and cancel is None and timeout is None and store is None:
-        return None  # (the common case, checked first: every run pays for this function)
-    check_on_error("on_error", on_error)
-    if max_failures is not None:
-        if isinstance(max_failures, bool) or not isinstance(max_failures, int):
-            raise TypeError(f"max_failures must be None or an int, got {type(max_failures).__name__}: {max_failures!r}")
-        if max_failures < 1:
-            raise ValueError(f"max_failures must be >= 1, got {max_failures}")
-        if on_error != "keep_going":
-            raise ValueError(f"max_failures={max_failures} needs on_error='keep_going' (fail_fast stops at the first failure)")
-    if cancel is not None and not isinstance(cancel, CancelToken):
-        raise TypeError(f"cancel must be an ftdag.CancelToken, got {type(cancel).__name__}: {cancel!r}")
-    if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-            raise TypeError(f"timeout must be None or a number of seconds, got {type(timeout).__name__}: {timeout!r}")
-        if not timeout > 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
-    if store is not None:
-        missing = [m for m in ("load", "save", "delete", "clear", "__len__") if not callable(getattr(store, m, None))]
-        if missing:
-            raise TypeError(
-                f"store must be a result store (ftdag.MemoryStore, DirectoryStore, SQLiteStore, or an object with "
-                f"load, save, delete, clear and __len__); {type(store).__name__} lacks {', '.join(missing)}"
-            )
-    if on_error == "fail_fast" and max_failures is None and cancel is None and timeout is None and store is None:
-        return None
-    return {"on_error": on_error, "max_failures": max_failures, "cancel": cancel, "timeout": timeout, "store": store}
 
 
 def _close_all(pools: list) -> None:
