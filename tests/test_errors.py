@@ -28,6 +28,7 @@ CASES = [
     (ftdag.ResourceError("t", "db", 3, 2), {"task": "t", "resource": "db", "requested": 3, "capacity": 2}),
     (ftdag.ResourceError("t", "gpu", 1, None), {"task": "t", "resource": "gpu", "capacity": None}),
     (ftdag.CorruptRecordWarning("record of task 't' is corrupt"), {}),
+    (ftdag.CallbackWarning("callback raised"), {}),
 ]
 
 

@@ -19,6 +19,7 @@ that share results by reference; elsewhere it uses worker processes.
 
 from ._context import CancelToken, TaskContext, current_task
 from ._options import TaskOptions
+from .callbacks import Callback, CallbackWarning, RunInfo
 from .config import Backend, ExecutorConfig, OnError, available_cpus
 from .errors import (
     AccessError,
@@ -50,6 +51,8 @@ __all__ = [
     "AccessError",
     "Backend",
     "BuildError",
+    "Callback",
+    "CallbackWarning",
     "CancelToken",
     "CorruptRecordWarning",
     "CycleError",
@@ -68,6 +71,7 @@ __all__ = [
     "ResourceError",
     "RunCancelledError",
     "RunFailedError",
+    "RunInfo",
     "RunResult",
     "RunStats",
     "RunTimeoutError",
