@@ -111,26 +111,26 @@ class DagBuilder:
         """
         _check_hashable("task key", key)
         names: tuple[str, ...] = ()
-        if isinstance(deps, Mapping):
+        if isinstance(deps, (list, tuple)):
+            for dep in deps:
+                try:
+                    hash(dep)
+                except TypeError:
+                    if isinstance(dep, Mapping):
+                        raise TypeError(
+                            f"deps of task {key!r} mixes positional and keyword dependencies: pass either a "
+                            f"list or tuple of keys, or one mapping of parameter names to keys, got {deps!r}"
+                        ) from None
+                    raise TypeError(
+                        f"dependency {dep!r} of task {key!r} must be hashable, got {type(dep).__name__}"
+                    ) from None
+        elif isinstance(deps, Mapping):
             deps, names = keyword_deps(key, deps)
-        elif not isinstance(deps, (list, tuple)):
+        else:
             raise TypeError(
                 f"deps of task {key!r} must be a list or tuple of keys, or a mapping of parameter names "
                 f"to keys, got {type(deps).__name__}: {deps!r}"
             )
-        else:
-            for dep in deps:
-                if isinstance(dep, Mapping):
-                    raise TypeError(
-                        f"deps of task {key!r} mixes positional and keyword dependencies: pass either a list "
-                        f"or tuple of keys, or one mapping of parameter names to keys, got {deps!r}"
-                    )
-                try:
-                    hash(dep)
-                except TypeError:
-                    raise TypeError(
-                        f"dependency {dep!r} of task {key!r} must be hashable, got {type(dep).__name__}"
-                    ) from None
         if not callable(fn):
             raise TypeError(f"fn of task {key!r} must be callable, got {type(fn).__name__}: {fn!r}")
         options = task_options(
