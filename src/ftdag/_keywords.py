@@ -55,8 +55,11 @@ class KeywordCall:
 
 
 class KeywordCalls:
-    """A cache of :class:`KeywordCall` s by ``(function, names)``; not shared between threads
-    without a lock of the caller's (a race only makes two equivalent adapters)."""
+    """A cache of :class:`KeywordCall` s by ``(function, names)``.
+
+    Safe to share between threads without a lock: each access is one dict operation, and two
+    threads racing on one pair at worst make two equivalent adapters, the last one kept.
+    """
 
     __slots__ = ("_cache",)
 
@@ -67,7 +70,7 @@ class KeywordCalls:
     def get(self, fn: Callable[..., Any], names: tuple[str, ...]) -> KeywordCall:
         """The adapter calling ``fn`` with ``names``, made on first use."""
         found = self._cache.get((id(fn), names))
-        if found is None or found.fn is not fn:
+        if found is None:
             found = self._cache[(id(fn), names)] = KeywordCall(fn, names)
         return found
 
