@@ -42,6 +42,7 @@ from .errors import (
 )
 from .executor import Executor, gil_enabled
 from .graph import Dag, DagBuilder
+from .pipeline import Pipeline
 from .results import RunResult, RunStats
 from .store import MISSING, CorruptRecordWarning, DirectoryStore, MemoryStore, SQLiteStore, Store
 
@@ -68,6 +69,7 @@ __all__ = [
     "MissingDependencyError",
     "OnError",
     "OrderError",
+    "Pipeline",
     "ResourceError",
     "RunCancelledError",
     "RunFailedError",

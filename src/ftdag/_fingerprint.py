@@ -38,7 +38,8 @@ Function fingerprints
   numbers and file names are not hashed: moving a function does not change its fingerprint;
   editing its docstring does.
 - a ``functools.partial``: its function, arguments and keywords; a bound method: its
-  function and its ``__self__``.
+  function and its ``__self__``; a keyword task's adapter (:class:`~ftdag._keywords.KeywordCall`):
+  its function and its parameter names, in order.
 - a builtin, a class, or another callable without code: its module and qualified name, with
   ``__self__`` for a builtin method bound to an object and ``__wrapped__`` (e.g.
   ``functools.lru_cache``) when present; a callable instance: its class's module and
@@ -65,6 +66,8 @@ import pickle
 import types
 import weakref
 from collections.abc import Hashable, Sequence
+
+from ._keywords import KeywordCall
 
 __all__ = ["function_fingerprint", "source_fingerprint", "task_fingerprint"]
 
@@ -287,6 +290,8 @@ def _function_fields(fn: object, active: set[int]) -> list[bytes]:
         return [b"partial", _function(fn.func, active), _value(fn.args, active), _value(fn.keywords, active)]
     if isinstance(fn, types.MethodType):
         return [b"method", _function(fn.__func__, active), _value(fn.__self__, active)]
+    if isinstance(fn, KeywordCall):
+        return [b"keywords", _function(fn.fn, active), _join([_text(n) for n in fn.names])]
     if isinstance(fn, type):
         return [b"class", _name(fn)]
     if isinstance(getattr(fn, "__qualname__", None), str):  # builtins, method descriptors, wrappers
@@ -309,7 +314,7 @@ def _value(obj: object, active: set[int], depth: int = 0) -> bytes:
     """A default, a cell's contents, a bound object: functions by fingerprint, small containers
     item by item (so that functions in them are hashed by code, and sets in a fixed order),
     the rest by pickle, else by parts, else by type."""
-    if isinstance(obj, (types.FunctionType, functools.partial, types.MethodType)):
+    if isinstance(obj, (types.FunctionType, functools.partial, types.MethodType, KeywordCall)):
         return b"f" + _function(obj, active)
     t = type(obj)
     if t in _SCALARS:

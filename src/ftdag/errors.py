@@ -38,30 +38,40 @@ class BuildError(ValueError):
 
 
 class DuplicateKeyError(BuildError):
-    """A key was added twice.  ``.key`` is the key."""
+    """A key was added twice.  ``.key`` is the key.
 
-    def __init__(self, key: Hashable) -> None:
+    ``detail``, when given, replaces the message's generic explanation (a
+    :class:`~ftdag.Pipeline` says which functions or sources share the name).
+    """
+
+    def __init__(self, key: Hashable, detail: str | None = None) -> None:
         self.key = key
-        super().__init__(f"duplicate key {key!r}: a node with this key was already added")
+        self.detail = detail
+        explanation = "a node with this key was already added" if detail is None else detail
+        super().__init__(f"duplicate key {key!r}: {explanation}")
 
     def __reduce__(self):
-        return (type(self), (self.key,))
+        return (type(self), (self.key, self.detail))
 
 
 class MissingDependencyError(BuildError):
     """A task depends on keys that were never added.
 
     ``.task`` is the task's key and ``.missing`` the list of unknown dependency keys.
+    ``detail``, when given, is appended to the message (a :class:`~ftdag.Pipeline` names the
+    function and its parameters).
     """
 
-    def __init__(self, task: Hashable, missing: Sequence[Hashable]) -> None:
+    def __init__(self, task: Hashable, missing: Sequence[Hashable], detail: str | None = None) -> None:
         self.task = task
         self.missing = list(missing)
+        self.detail = detail
         names = ", ".join(repr(k) for k in self.missing)
-        super().__init__(f"task {task!r} depends on unknown key(s): {names}")
+        message = f"task {task!r} depends on unknown key(s): {names}"
+        super().__init__(message if detail is None else f"{message}: {detail}")
 
     def __reduce__(self):
-        return (type(self), (self.task, self.missing))
+        return (type(self), (self.task, self.missing, self.detail))
 
 
 class CycleError(BuildError):

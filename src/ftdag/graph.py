@@ -1,7 +1,8 @@
 """The graph model: :class:`DagBuilder` collects named nodes, :class:`Dag` is the result.
 
 A node is either a *source* (a value) or a *task* (a function called with the values of its
-dependencies, in the order they were listed).  ``build()`` resolves dependencies, rejects
+dependencies, in the order they were listed, or by keyword: :mod:`ftdag._keywords` compiles a
+keyword task into a positional one when it is added).  ``build()`` resolves dependencies, rejects
 cycles and compiles the graph to dense integer ids so that the schedulers' hot paths index
 lists instead of hashing keys (on free-threaded CPython a dict look-up from a thread other
 than the dict's creator can cost ~20 µs when the key is equal but not identical).
@@ -21,6 +22,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 from . import _constraints, _pictures
+from ._keywords import KeywordCalls, keyword_deps
 from ._options import TaskOptions, task_options
 from .errors import CycleError, DuplicateKeyError, EmptyGraphError, MissingDependencyError, UnknownKeyError
 
@@ -49,6 +51,7 @@ class DagBuilder:
         self._nodes: dict[Hashable, tuple[Any, Callable[..., Any] | None, Any]] = {}
         self._options: dict[Hashable, TaskOptions] = {}  # the tasks that have options (ftdag._options)
         self._barriers: list[int] = []  # per add_barrier() call, how many nodes had been added
+        self._keyword_calls = KeywordCalls()  # keyword tasks' adapters, one per (fn, names)
 
     def add_source(self, key: Hashable, value: Any) -> None:
         """Add a node whose value is ``value``."""
@@ -60,7 +63,7 @@ class DagBuilder:
     def add_task(
         self,
         key: Hashable,
-        deps: list[Hashable] | tuple[Hashable, ...],
+        deps: list[Hashable] | tuple[Hashable, ...] | Mapping[str, Hashable],
         fn: Callable[..., Any],
         *,
         retries: int = 0,
@@ -79,9 +82,13 @@ class DagBuilder:
         after: Iterable[Hashable] | Hashable = None,
         before: Iterable[Hashable] | Hashable = None,
     ) -> None:
-        """Add a node computed as ``fn(*values_of(deps))``.
+        """Add a node computed as ``fn(*values_of(deps))``, or by keyword from a mapping.
 
-        ``deps`` is a list or tuple of keys (possibly empty, possibly repeating a key).
+        ``deps`` is a list or tuple of keys (possibly empty, possibly repeating a key), passed
+        positionally in that order; or a mapping of parameter names (``str`` identifiers) to
+        keys, ``{"x": "a", "y": "b"}`` calling ``fn(x=value_of_a, y=value_of_b)``.  A keyword
+        task is compiled into a positional one (:mod:`ftdag._keywords`): its dependencies are
+        the mapping's values, in its order, as :meth:`Dag.dependencies` lists them.
 
         Failure handling (see :mod:`ftdag._options` for the exact rules): ``retries`` extra
         attempts for the exceptions in ``retry_on``, the first after ``retry_delay`` seconds,
@@ -103,17 +110,27 @@ class DagBuilder:
         Invalid values raise ``TypeError`` or ``ValueError`` naming the task and the argument.
         """
         _check_hashable("task key", key)
-        if not isinstance(deps, (list, tuple)):
+        names: tuple[str, ...] = ()
+        if isinstance(deps, (list, tuple)):
+            for dep in deps:
+                try:
+                    hash(dep)
+                except TypeError:
+                    if isinstance(dep, Mapping):
+                        raise TypeError(
+                            f"deps of task {key!r} mixes positional and keyword dependencies: pass either a "
+                            f"list or tuple of keys, or one mapping of parameter names to keys, got {deps!r}"
+                        ) from None
+                    raise TypeError(
+                        f"dependency {dep!r} of task {key!r} must be hashable, got {type(dep).__name__}"
+                    ) from None
+        elif isinstance(deps, Mapping):
+            deps, names = keyword_deps(key, deps)
+        else:
             raise TypeError(
-                f"deps of task {key!r} must be a list or tuple of keys, got {type(deps).__name__}: {deps!r}"
+                f"deps of task {key!r} must be a list or tuple of keys, or a mapping of parameter names "
+                f"to keys, got {type(deps).__name__}: {deps!r}"
             )
-        for dep in deps:
-            try:
-                hash(dep)
-            except TypeError:
-                raise TypeError(
-                    f"dependency {dep!r} of task {key!r} must be hashable, got {type(dep).__name__}"
-                ) from None
         if not callable(fn):
             raise TypeError(f"fn of task {key!r} must be callable, got {type(fn).__name__}: {fn!r}")
         options = task_options(
@@ -123,6 +140,8 @@ class DagBuilder:
         )
         if key in self._nodes:
             raise DuplicateKeyError(key)
+        if names:
+            fn = self._keyword_calls.get(fn, names)
         self._nodes[key] = (tuple(deps), fn, None)
         if options is not None:
             self._options[key] = options
@@ -334,7 +353,8 @@ class Dag:
         return found if found is not None else TaskOptions()
 
     def dependencies(self, key: Hashable) -> tuple[Hashable, ...]:
-        """The keys ``key`` depends on, as listed when it was added (empty for a source)."""
+        """The keys ``key`` depends on, as listed when it was added (for keyword dependencies,
+        the mapping's values in its order; empty for a source)."""
         keys = self._keys
         return tuple(keys[d] for d in self._deps[self._id(key)])
 
