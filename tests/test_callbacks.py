@@ -155,7 +155,6 @@ def test_an_interrupted_run_reports_its_end():
     b = ftdag.DagBuilder()
     b.add_source("s", 1)
     b.add_task("k", ["s"], stop)
-    with ftdag.Executor(backend="threads", max_workers=1) as ex:
-        with pytest.raises(KeyboardInterrupt):
-            ex.run(b.build(), ["k"], callbacks=[rec])
+    with ftdag.Executor(backend="threads", max_workers=1) as ex, pytest.raises(KeyboardInterrupt):
+        ex.run(b.build(), ["k"], callbacks=[rec])
     assert rec.events[-1][0] == "run_end" and isinstance(rec.events[-1][2], KeyboardInterrupt)
