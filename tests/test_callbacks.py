@@ -127,9 +127,10 @@ def test_a_failing_callback_warns_and_the_run_goes_on(backend):
     rec = Recorder()
     b = ftdag.DagBuilder()
     b.add_task("t", [], functools.partial(add, 5))
-    with ftdag.Executor(backend=backend, max_workers=2) as ex:
-        with pytest.warns(ftdag.CallbackWarning, match="Broken.*on_task_end.*callback bug"):
-            res = ex.run(b.build(), ["t"], callbacks=[Broken(), rec])
+    with ftdag.Executor(backend=backend, max_workers=2) as ex, pytest.warns(
+        ftdag.CallbackWarning, match="Broken.*on_task_end.*callback bug"
+    ):
+        res = ex.run(b.build(), ["t"], callbacks=[Broken(), rec])
     assert res["t"] == 5
     assert [e[0] for e in rec.events] == ["run_start", "start", "end", "run_end"]
 
