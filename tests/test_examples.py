@@ -86,3 +86,12 @@ def test_constraints():
     assert "report = doc 0, doc 2" in out  # the lookups ran after the index was written
     (most,) = re.findall(r"^most API requests at once: (\d)$", out, re.MULTILINE)
     assert 1 <= int(most) <= 2
+
+
+def test_wordcount():
+    out = example_output("wordcount.py")
+    lines = out.splitlines()
+    counts = [line for line in lines if line.startswith("counts/")]
+    assert sorted(c.split(":")[0] for c in counts) == [f"counts/{i}" for i in range(6)]  # each once, as done
+    assert "counts/5: 11336 words of 4+ letters, 17 distinct" in counts
+    assert lines[-1] == "top words: retry 2444, worker 2390, order 2356, schedule 2351, store 2350"

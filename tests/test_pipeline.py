@@ -438,3 +438,26 @@ class TestPipeline:
             assert second["c"] == 7 and second.stats.loaded == 1
             assert ex.run(pipeline().build(x=10, y=4), "c", store=store)["c"] == 6  # another input
         assert CALLS == ["counted_sub", "counted_sub"]
+
+
+def test_renames_let_one_function_serve_several_tasks():
+    pipe = ftdag.Pipeline()
+
+    def count(words, min_len=1):
+        return sum(1 for w in words if len(w) >= min_len)
+
+    for part in ("a", "b"):
+        pipe.task(count, name=f"count/{part}", renames={"words": f"words/{part}"})
+    pipe.task(lambda x, y: x + y, name="total", renames={"x": "count/a", "y": "count/b"})
+    dag = pipe.build(**{"words/a": ["one", "two", "x"], "words/b": ["three"], "min_len": 2})
+    assert dag.dependencies("count/a") == ("words/a", "min_len")
+    with ftdag.Executor(backend="threads") as ex:
+        assert dict(ex.run(dag, ["count/a", "count/b", "total"])) == {"count/a": 2, "count/b": 1, "total": 3}
+    with pytest.raises(TypeError, match="'nope', which is not one of its parameters"):
+        pipe.task(count, name="bad", renames={"nope": "words/a"})
+    with pytest.raises(TypeError, match="must map 'words' to a node name"):
+        pipe.task(count, name="bad", renames={"words": 3})
+    missing = ftdag.Pipeline()
+    missing.task(count, renames={"words": "nowhere"})
+    with pytest.raises(ftdag.MissingDependencyError, match="nowhere"):
+        missing.build()

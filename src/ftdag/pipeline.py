@@ -18,7 +18,8 @@ The rules:
   (a ``str``; a name that is not an identifier can be requested as an output, but no
   parameter can name it).  A callable without a usable ``__name__`` (a lambda, a
   ``functools.partial``, most callable instances) needs ``name=``.
-- Each parameter names a dependency, passed by keyword (a keyword dependency of
+- Each parameter names a dependency (the node of its own name, or the one ``renames=``
+  maps it to), passed by keyword (a keyword dependency of
   :meth:`~ftdag.DagBuilder.add_task`, so the task runs as any positional task does).  A
   parameter with a default is a dependency when a node of its name exists (a task of the
   pipeline or a source given to :meth:`Pipeline.build`), and is left to its default
@@ -91,6 +92,7 @@ class _Task:
     fn: Callable[..., Any]
     params: tuple[tuple[str, bool], ...]
     options: Mapping[str, Any]
+    renames: Mapping[str, str]  # parameter -> the node it names, where that is not the parameter's own name
 
 
 class Pipeline:
@@ -107,17 +109,28 @@ class Pipeline:
         self._calls = KeywordCalls()  # keyword tasks' adapters, shared by every build
 
     @overload
-    def task(self, fn: F, /, *, name: str | None = None, **options: Any) -> F: ...
+    def task(
+        self, fn: F, /, *, name: str | None = None, renames: Mapping[str, str] | None = None, **options: Any,
+    ) -> F: ...
 
     @overload
-    def task(self, fn: None = None, /, *, name: str | None = None, **options: Any) -> Callable[[F], F]: ...
+    def task(
+        self, fn: None = None, /, *, name: str | None = None, renames: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> Callable[[F], F]: ...
 
-    def task(self, fn: Any = None, /, *, name: str | None = None, **options: Any) -> Any:
+    def task(
+        self, fn: Any = None, /, *, name: str | None = None, renames: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> Any:
         """Add ``fn`` as the task ``name`` (default: ``fn.__name__``) and return ``fn`` itself.
 
         Used bare (``@pipe.task``), with options (``@pipe.task(retries=2, name="x")``), or
         called (``pipe.task(existing_function, name="x")``).  ``options`` are the keyword
-        options of :meth:`~ftdag.DagBuilder.add_task` (:data:`OPTIONS`).
+        options of :meth:`~ftdag.DagBuilder.add_task` (:data:`OPTIONS`).  ``renames`` maps
+        parameters to the nodes they name when that is not their own name (as pipefunc's
+        ``renames`` do), so one function can serve many tasks:
+        ``pipe.task(count, name="count/a", renames={"words": "words/a"})``.
 
         Raises ``TypeError`` for an unreadable signature, a ``*args``, ``**kwargs`` or
         positional-only parameter, a missing or invalid name, or an unknown option;
@@ -125,10 +138,10 @@ class Pipeline:
         :class:`~ftdag.DuplicateKeyError` when the pipeline already has a task of that name.
         """
         if fn is None:
-            return lambda f: self._add(f, name, options)
-        return self._add(fn, name, options)
+            return lambda f: self._add(f, name, options, renames)
+        return self._add(fn, name, options, renames)
 
-    def _add(self, fn: Any, name: str | None, options: dict[str, Any]) -> Any:
+    def _add(self, fn: Any, name: str | None, options: dict[str, Any], renames: Mapping[str, str] | None) -> Any:
         if not callable(fn):
             raise TypeError(f"Pipeline.task() takes a callable, got {type(fn).__name__}: {fn!r}")
         what = _describe(fn)
@@ -160,7 +173,14 @@ class Pipeline:
                     "one dependency and is passed by keyword"
                 )
             params.append((p.name, p.default is not inspect.Parameter.empty))
-        task = _Task(name, fn, tuple(params), dict(options))
+        renames = dict(renames or {})
+        for param, node in renames.items():
+            if param not in signature.parameters:
+                raise TypeError(f"renames= of function {what} names {param!r}, which is not one of its parameters")
+            if not isinstance(node, str) or not node:
+                raise TypeError(f"renames= of function {what} must map {param!r} to a node name (a non-empty str), "
+                                f"got {type(node).__name__}: {node!r}")
+        task = _Task(name, fn, tuple(params), dict(options), renames)
         found = self._tasks.setdefault(name, task)  # (atomic: two threads cannot both add a name)
         if found is not task:
             if found.fn is fn:
@@ -193,17 +213,20 @@ class Pipeline:
             builder.add_source(source, value)
         for task in tasks.values():
             used = []
+            nodes = []
             missing = []
             for param, has_default in task.params:
-                if param in tasks or param in sources:
+                node = task.renames.get(param, param)
+                if node in tasks or node in sources:
                     used.append(param)
+                    nodes.append(node)
                 elif not has_default:
-                    missing.append(param)
+                    missing.append(node)
             if missing:
                 raise MissingDependencyError(task.name, missing, _missing_detail(task, missing, tasks, sources))
             names = tuple(used)
             fn = self._calls.get(task.fn, names) if names else task.fn
-            builder.add_task(task.name, names, fn, **task.options)
+            builder.add_task(task.name, tuple(nodes), fn, **task.options)
         return builder.build()
 
     def names(self) -> list[str]:
