@@ -32,8 +32,7 @@ import tempfile
 import ftdag
 
 N_FILES = 6
-VOCABULARY = ("ftdag threads schedule tasks graph python free gil pipeline value worker result "
-              "chain ready order store retry trace").split()
+VOCABULARY = ["ftdag", "threads", "schedule", "tasks", "graph", "python", "free", "gil", "pipeline", "value", "worker", "result", "chain", "ready", "order", "store", "retry", "trace"]
 
 
 def write_corpus(directory: pathlib.Path) -> list[pathlib.Path]:
