@@ -159,3 +159,22 @@ def test_an_interrupted_run_reports_its_end():
     with ftdag.Executor(backend="threads", max_workers=1) as ex, pytest.raises(KeyboardInterrupt):
         ex.run(b.build(), ["k"], callbacks=[rec])
     assert rec.events[-1][0] == "run_end" and isinstance(rec.events[-1][2], KeyboardInterrupt)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_ftdag_logger_records_runs_failures_and_retries(backend, caplog, tmp_path):
+    b = ftdag.DagBuilder()
+    b.add_source("s", 1)
+    b.add_task("flaky", ["s"], functools.partial(flaky, str(tmp_path / "calls")), retries=1, retry_on=(OSError,))
+    b.add_task("bad", ["s"], fails)
+    dag = b.build()
+    with ftdag.Executor(backend=backend, max_workers=2) as ex:
+        with caplog.at_level("DEBUG", logger="ftdag"):
+            ex.run(dag, ["flaky", "bad"], on_error="keep_going")
+        messages = [r.getMessage() for r in caplog.records if r.name == "ftdag"]
+        assert any("starts" in m for m in messages) and any(m.startswith(f"run on {backend} ended") for m in messages)
+        assert any("task 'flaky' failed (attempt 1 of 2): OSError" in m for m in messages)
+        assert any("task 'bad' failed for good after 1 attempt(s)" in m for m in messages)
+        caplog.clear()
+        ex.run(dag, ["flaky"])  # the logger is not enabled for DEBUG now: nothing is recorded
+        assert not [r for r in caplog.records if r.name == "ftdag"]

@@ -32,6 +32,7 @@ State, by task id:
 from __future__ import annotations
 
 import heapq
+import logging
 import random
 import sys
 import threading
@@ -49,6 +50,8 @@ from ._plan import Plan
 from .errors import TaskError, _task_failed
 
 __all__ = ["CancelToken", "RunContext", "TaskContext", "current_task"]
+
+_log = logging.getLogger("ftdag")
 
 DONE, FAILED, SKIPPED = 1, 2, 3  # RunContext.status values
 
@@ -283,6 +286,9 @@ class RunContext:
             self.tries[task] = attempts
             self.retries += 1
             delay = retry_delay(options, attempts, self._rng)
+            if _log.isEnabledFor(logging.DEBUG):
+                _log.debug("task %r failed (attempt %d of %d): %s: %s; retrying in %.3g s", self.keys[task], attempts,
+                           options.retries + 1, type(exc).__name__, exc, delay)
             if delay <= 0:
                 return RETRY_NOW
             self._seq += 1
@@ -294,6 +300,8 @@ class RunContext:
             error.attempts = attempts
         self.failed[task] = error
         self.status[task] = FAILED
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("task %r failed for good after %d attempt(s): %s", self.keys[task], attempts, error)
         if self.on_error == "fail_fast" or (self.max_failures is not None and len(self.failed) >= self.max_failures):
             self.reason = "failed"
             return STOP

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
 import sysconfig
 import threading
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["Executor"]
 
 _FREE_THREADED_BUILD = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+_log = logging.getLogger("ftdag")  # debug records of runs, failures and retries; silent unless configured
 
 
 def gil_enabled() -> bool:
@@ -229,13 +231,25 @@ class Executor:
                 backend = "sequential"  # a nested run from one of our own workers: run it inline
         plan = Plan(dag, outputs)
         start = time.perf_counter()
-        if policy is None and not plan.scheduled and emit is None:
-            if backend == "sequential":
-                counters = _sequential.run_plan(plan)
+        debug = _log.isEnabledFor(logging.DEBUG)
+        if debug:
+            _log.debug("run of %d planned nodes on %s starts", plan.executed, backend)
+        try:
+            if policy is None and not plan.scheduled and emit is None:
+                if backend == "sequential":
+                    counters = _sequential.run_plan(plan)
+                else:
+                    counters = self._pool(backend).run(plan)
+                result = self._result(plan, backend, start, counters)
             else:
-                counters = self._pool(backend).run(plan)
-            return self._result(plan, backend, start, counters)
-        return run_with_context(self, plan, policy or RunPolicy(self.config.on_error), backend, start, emit)
+                result = run_with_context(self, plan, policy or RunPolicy(self.config.on_error), backend, start, emit)
+        except BaseException as exc:
+            if debug:
+                _log.debug("run on %s ended with %s: %s", backend, type(exc).__name__, exc)
+            raise
+        if debug:
+            _log.debug("run on %s ended: %s", backend, result.stats)
+        return result
 
     # -- internals ------------------------------------------------------------------------------
 
