@@ -745,7 +745,8 @@ class ThreadPool:
         if admission is not None and admission.guards(task):
             admission.release(task)
             if admission.blocked:  # they may fit now: back among the ready, in ready order
-                run.ready.push(admission.blocked)
+                if not run.stopped:
+                    run.ready.push(admission.blocked)
                 admission.blocked.clear()
         if error is not None:
             if isinstance(error, SaveFailed):
