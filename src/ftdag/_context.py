@@ -14,6 +14,12 @@ sequential: the caller's thread), so nothing here locks:
 - while idle: :meth:`RunContext.next_due` says until when a worker may sleep, and
   :meth:`RunContext.release_due` moves the retries that are due back to ``ready``.
 
+The context also carries what watches the run: its callbacks (``callbacks``, called by
+:mod:`ftdag._attempt` on threads and sequential and by the process backend's parent, see
+:mod:`ftdag.callbacks`), and, for :meth:`ftdag.Executor.as_completed`, the function that
+outputs are streamed to as they complete (``emit``, :meth:`RunContext.stream`).  The
+sequence of a run with a context, from its policy to its result, is :mod:`ftdag._runner`.
+
 State, by task id:
 
 ``tries[t]``     failed attempts of ``t`` so far (absent: none); the running attempt is
