@@ -55,7 +55,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TextIO
 
 from ._keywords import KeywordCall
-from ._target import import_module, load_dag
+from ._target import UsageError, find_module, import_module, load_dag
 
 __all__ = ["doctor"]
 
@@ -97,6 +97,13 @@ class _Report:
 def doctor(targets: Sequence[str], out: TextIO) -> int:
     """Check the interpreter and each of ``targets`` (``MODULE`` or ``MODULE:NAME``), print
     the report to ``out``, and return the exit status: 1 if a problem was found, else 0."""
+    # A module that does not exist is bad input: say so before reporting (importing nothing,
+    # so that the GIL is as the interpreter started).
+    for target in targets:
+        module_name, sep, name = target.partition(":")
+        if sep and not name:
+            raise UsageError(f"expected MODULE or MODULE:NAME, got {target!r}")
+        find_module(module_name)
     report = _Report(out)
     _interpreter(report)
     gil_was_on = _gil_enabled()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -35,7 +36,7 @@ from typing import Any
 from .errors import BuildError, UnknownKeyError
 from .graph import Dag, DagBuilder
 
-__all__ = ["UsageError", "import_module", "load_dag", "parse_outputs", "show_key", "sinks"]
+__all__ = ["UsageError", "find_module", "import_module", "load_dag", "parse_outputs", "show_key", "sinks"]
 
 
 class UsageError(Exception):
@@ -61,6 +62,23 @@ def _cwd_on_path() -> None:
     cwd = os.getcwd()
     if "" not in sys.path and cwd not in sys.path:
         sys.path.insert(0, cwd)
+
+
+def find_module(name: str) -> None:
+    """Check, importing nothing, that ``name`` is a module name whose top-level package (or
+    module) exists: a :class:`UsageError` as :func:`import_module` would raise, if not.  (A
+    missing submodule is only found out by importing its parents, which :func:`import_module`
+    does.)"""
+    if not name or not all(part.isidentifier() for part in name.split(".")):
+        raise UsageError(f"{name!r} is not a module name (expected a dotted name such as pkg.module)")
+    _cwd_on_path()
+    top = name.partition(".")[0]
+    try:
+        found = importlib.util.find_spec(top) if top not in sys.modules else True
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise UsageError(f"no module named {top!r} (from {os.getcwd()} and sys.path)")
 
 
 def import_module(name: str) -> types.ModuleType:
