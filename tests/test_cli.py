@@ -485,8 +485,8 @@ def test_doctor_module_that_turns_the_gil_on(task_modules):
                                "'_testmultiphase_null_slots' has not declared that it can run without the GIL")
     assert "fix: use a build of that extension that supports free-threading" in proc.stdout
     # once the GIL is on, later imports cannot be judged
-    assert "n/a     module mortal_tasks: the GIL check (the GIL was already on; check this module alone: " \
-           "ftdag doctor mortal_tasks)" in proc.stdout
+    assert "n/a     module mortal_tasks: the GIL check (an earlier module turned the GIL on; check this one " \
+           "alone: ftdag doctor mortal_tasks)" in proc.stdout
     assert found[1].startswith("PROBLEM module mortal_tasks: 2 code constants not immortal")
     assert found[2:] == ["PROBLEM 2 problems found"]
     assert "RuntimeWarning" not in proc.stderr  # recorded, and named in the report instead
@@ -502,3 +502,12 @@ def test_doctor_bad_module_exits_2(tmp_path):
     assert proc.returncode == 2 and proc.stdout.startswith("info    interpreter ")
     assert proc.stderr.startswith("ftdag: error: importing module 'broken' raised ZeroDivisionError")
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not FREE_THREADED, reason="PYTHON_GIL only exists on free-threaded builds")
+def test_doctor_gil_on_from_the_start(task_modules):
+    proc = ftdag_cli(task_modules, "doctor", "clean_tasks", PYTHON_GIL="1", PYTHONDONTWRITEBYTECODE="1")
+    assert proc.returncode == 1, proc
+    assert problems(proc.stdout)[0].startswith("PROBLEM the GIL is on (PYTHON_GIL=1): ")
+    assert "fix: unset PYTHON_GIL and -X gil" in proc.stdout
+    assert "n/a     module clean_tasks: the GIL check (the GIL was on from the start)" in proc.stdout

@@ -71,6 +71,11 @@ def _gil_enabled() -> bool:
     return True if is_enabled is None else bool(is_enabled())
 
 
+def _gil_forced_off() -> bool:
+    """Whether ``PYTHON_GIL=0`` or ``-X gil=0`` keeps the GIL off whatever is imported."""
+    return os.environ.get("PYTHON_GIL") == "0" or sys._xoptions.get("gil") == "0"
+
+
 def _is_immortal(obj: object) -> bool:
     is_immortal = getattr(sys, "_is_immortal", None)
     if is_immortal is not None:  # 3.14
@@ -106,9 +111,9 @@ def doctor(targets: Sequence[str], out: TextIO) -> int:
         find_module(module_name)
     report = _Report(out)
     _interpreter(report)
-    gil_was_on = _gil_enabled()
+    gil_at_start = gil_was_on = _gil_enabled()
     for target in targets:
-        gil_was_on = _check_target(report, target, gil_was_on)
+        gil_was_on = _check_target(report, target, gil_was_on, gil_at_start)
     if report.problems:
         report.line("PROBLEM", f"{report.problems} problem{'s' if report.problems > 1 else ''} found")
         return 1
@@ -141,7 +146,7 @@ def _interpreter(report: _Report) -> None:
                                                           "and use a build of it that supports free-threading",
         )
     else:
-        forced = " (PYTHON_GIL=0: imports cannot turn it on)" if setting == "0" or x_gil == "0" else ""
+        forced = " (PYTHON_GIL=0 or -X gil=0: imports cannot turn it on)" if _gil_forced_off() else ""
         report.line("ok", f"the GIL is off{forced}")
     if sys.dont_write_bytecode:
         report.line("info", "imports write no .pyc files (PYTHONDONTWRITEBYTECODE is set, or -B): a module without "
@@ -154,7 +159,7 @@ def _interpreter(report: _Report) -> None:
 # -- one target -----------------------------------------------------------------------------------
 
 
-def _check_target(report: _Report, target: str, gil_was_on: bool) -> bool:
+def _check_target(report: _Report, target: str, gil_was_on: bool, gil_at_start: bool) -> bool:
     """Import ``target`` (building its graph if it names one) and report on it and on the
     modules of its task functions; return whether the GIL is on afterwards."""
     module_name, _, name = target.partition(":")
@@ -179,9 +184,13 @@ def _check_target(report: _Report, target: str, gil_was_on: bool) -> bool:
     label = f"module {module_name}"
     if not FREE_THREADED_BUILD:
         report.line("n/a", f"{label}: the GIL check (not a free-threaded build)")
+    elif _gil_forced_off():
+        report.line("n/a", f"{label}: the GIL check (PYTHON_GIL=0 or -X gil=0 keeps the GIL off whatever is "
+                           "imported; check without it)")
     elif gil_was_on:
-        report.line("n/a", f"{label}: the GIL check (the GIL was already on; check this module alone: "
-                           f"ftdag doctor {target})")
+        why = "the GIL was on from the start" if gil_at_start else (
+            f"an earlier module turned the GIL on; check this one alone: ftdag doctor {target}")
+        report.line("n/a", f"{label}: the GIL check ({why})")
     elif gil_now:
         named = ", ".join(repr(e) for e in extensions) or "an extension module"
         report.line(
