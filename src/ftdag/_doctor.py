@@ -163,9 +163,9 @@ def _check_target(report: _Report, target: str, gil_was_on: bool, gil_at_start: 
     """Import ``target`` (building its graph if it names one) and report on it and on the
     modules of its task functions; return whether the GIL is on afterwards."""
     module_name, _, name = target.partition(":")
-    pyc_before = _pyc_state(module_name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
+        pyc_before = _pyc_state(module_name)  # imports the parent packages, if any
         if name:
             dag = load_dag(target)
             module = sys.modules[module_name]
@@ -180,7 +180,7 @@ def _check_target(report: _Report, target: str, gil_was_on: bool, gil_at_start: 
             extensions.append(found.group(1))
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno, w.file, w.line)
-    what = f"{'building ' + target + ' (and importing ' + module_name + ')' if name else 'importing it'}"
+    what = f"building {target} (and importing {module_name})" if name else "importing it"
     label = f"module {module_name}"
     if not FREE_THREADED_BUILD:
         report.line("n/a", f"{label}: the GIL check (not a free-threaded build)")

@@ -138,7 +138,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    A bad option (and ``--help``, ``--version``) ends in argparse's own ``SystemExit`` (status
+    2, or 0), after its usage message; every other bad input returns 2 after one line.
+    """
     args = _parser().parse_args(argv)
     try:
         return args.handler(args)
