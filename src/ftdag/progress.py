@@ -79,7 +79,7 @@ class ProgressBar(Callback):
         self._bar: Any = None  # the run's tqdm bar
         self._start = 0.0
         self._last_draw = -math.inf
-        self._width = 0  # length of the line last drawn (``redraw``), to blank its tail
+        self._width = 0  # how much of the terminal line this run has drawn on (``redraw``)
         self.total = 0
         self.done = 0
         self.failed = 0
@@ -171,9 +171,9 @@ class ProgressBar(Callback):
 
     def _redraw(self, now: float, final: BaseException | None | bool = False) -> None:
         line = self._line(now, final)
-        pad = max(self._width - len(line), 0)
+        pad = max(self._width - len(line), 0)  # blank what is left of a longer line drawn before
         self._write("\r" + line + " " * pad)
-        self._width = len(line)
+        self._width = len(line) + pad
         self._last_draw = now
 
     def _write(self, text: str) -> None:
