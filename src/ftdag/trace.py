@@ -168,7 +168,9 @@ class Trace(Callback):
     ``dag``: the graph the runs run, optional; with it the critical path follows the
     dependencies, without it the path is a guess.
 
-    Thread-safe: task events come from several worker threads at once.
+    ``backend`` and ``workers`` are those of the last run (``"none"`` and 0 before the first);
+    :attr:`spans` and :attr:`wall_s` what it recorded.  Thread-safe: task events come from
+    several worker threads at once.
     """
 
     def __init__(self, dag: Dag | None = None) -> None:
@@ -177,7 +179,6 @@ class Trace(Callback):
         self.dag = dag
         self._lock = threading.Lock()
         self._clear(RunInfo((), 0, "none", 0))
-        self._started = False
 
     def _clear(self, info: RunInfo) -> None:
         self.backend = info.backend
@@ -197,7 +198,6 @@ class Trace(Callback):
     def on_run_start(self, info: RunInfo) -> None:
         with self._lock:
             self._clear(info)
-            self._started = True
 
     def on_task_start(self, key: Hashable, worker: int) -> None:
         if self.backend != "processes":  # there the start is only known from the reply
@@ -291,12 +291,13 @@ class Trace(Callback):
             events.append({"name": "thread_name", "ph": "M", "pid": _PID, "tid": w, "args": {"name": f"worker {w}"}})
             events.append({"name": "thread_sort_index", "ph": "M", "pid": _PID, "tid": w, "args": {"sort_index": w}})
         for s in spans:
+            start = _us(s.start)  # and the end rounded alike, so that touching spans still touch
             args: dict[str, Any] = {"key": repr(s.key), "attempt": s.attempt, "elapsed_s": s.elapsed}
             if s.error is not None:
                 args["error"] = s.error
             events.append({
                 "name": s.name, "cat": "task" if s.error is None else "task,failed", "ph": "X",
-                "ts": _us(s.start), "dur": _us(s.duration), "pid": _PID, "tid": s.worker, "args": args,
+                "ts": start, "dur": round(_us(s.end) - start, 3), "pid": _PID, "tid": s.worker, "args": args,
             })
         return {
             "traceEvents": events,
