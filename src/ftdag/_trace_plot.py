@@ -2,7 +2,7 @@
 first use: it is the optional ``ftdag[plot]`` extra).
 
 One row per worker, worker 0 on top; each attempt a bar from its start to its end, labelled
-with its key when the bar is wide enough; the critical path in orange, failed attempts in
+with its key when the label fits; the critical path in orange, failed attempts in
 red.  The figure is a bare :class:`matplotlib.figure.Figure` rendered by Agg: no pyplot, so no
 global state, no GUI backend, and safe to call from any thread.
 """
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 _EXTRA_HINT = "pip install 'ftdag[plot]'"
 _TASK, _CRITICAL, _FAILED = "#4c72b0", "#dd8452", "#c44e52"
-_LABEL_MIN_FRACTION = 0.035  # bars narrower than this fraction of the axis get no label
+_FONT_SIZE = 7  # labels, in points
+_WIDTH_IN = 11  # the figure's width, in inches
 
 
 def _figure_class() -> Any:
@@ -38,15 +39,19 @@ def draw(path: Path, spans: list[Span], summary: TraceSummary, *, title: str | N
     wall = max(summary.wall_s, max((s.end for s in spans), default=0.0))
     span_x = wall if wall > 0 else 1.0
     critical = set(summary.critical_path)  # spans are frozen dataclasses: hashable, equal if the same attempt
-    fig = figure_class(figsize=(11, 1.2 + 0.55 * workers), dpi=dpi, layout="constrained")
+    fig = figure_class(figsize=(_WIDTH_IN, 1.2 + 0.55 * workers), dpi=dpi, layout="constrained")
+    axes_px = 0.85 * _WIDTH_IN * dpi  # about: the y labels take the rest
+    char_px = 0.55 * _FONT_SIZE * dpi / 72  # about, for the default sans-serif
     ax = fig.subplots()
+    bars: dict[tuple[int, str], list[tuple[float, float]]] = {}  # one collection per row and colour
     for s in spans:
         color = _FAILED if s.error is not None else _CRITICAL if s in critical else _TASK
-        ax.broken_barh([(s.start, max(s.duration, 0.0))], (s.worker - 0.4, 0.8),
-                       facecolors=color, edgecolors="white", linewidth=0.6)
-        if s.duration >= _LABEL_MIN_FRACTION * span_x:
-            ax.text(s.start + s.duration / 2, s.worker, s.name, ha="center", va="center", fontsize=7,
+        bars.setdefault((s.worker, color), []).append((s.start, max(s.duration, 0.0)))
+        if s.duration / span_x * axes_px >= len(s.name) * char_px + 2:  # the label fits in the bar
+            ax.text(s.start + s.duration / 2, s.worker, s.name, ha="center", va="center", fontsize=_FONT_SIZE,
                     color="white", clip_on=True)
+    for (worker, color), ranges in bars.items():
+        ax.broken_barh(ranges, (worker - 0.4, 0.8), facecolors=color, edgecolors="white", linewidth=0.6)
     ax.set_yticks(range(workers), [f"worker {w}" for w in range(workers)])
     ax.set_ylim(workers - 0.5, -0.5)  # worker 0 on top
     ax.set_xlim(0, span_x)
