@@ -43,8 +43,10 @@ from .errors import (
 from .executor import Executor, gil_enabled
 from .graph import Dag, DagBuilder
 from .pipeline import Pipeline
+from .progress import ProgressBar
 from .results import RunResult, RunStats
 from .store import MISSING, CorruptRecordWarning, DirectoryStore, MemoryStore, SQLiteStore, Store
+from .trace import Span, Trace, TraceSummary
 
 __version__ = "0.1.0"
 
@@ -70,6 +72,7 @@ __all__ = [
     "OnError",
     "OrderError",
     "Pipeline",
+    "ProgressBar",
     "ResourceError",
     "RunCancelledError",
     "RunFailedError",
@@ -79,11 +82,14 @@ __all__ = [
     "RunTimeoutError",
     "SQLiteStore",
     "SerializationError",
+    "Span",
     "Store",
     "TaskContext",
     "TaskError",
     "TaskOptions",
     "TaskTimeoutError",
+    "Trace",
+    "TraceSummary",
     "UnknownKeyError",
     "UnknownOutputError",
     "WorkerCrashedError",

@@ -26,6 +26,9 @@ Where the events run:
 An exception raised by a callback is reported as a :class:`CallbackWarning` naming the
 callback and the event, and does not break the run.  A run with no callbacks takes the same
 code paths as before callbacks existed.
+
+ftdag's own callbacks: :class:`~ftdag.ProgressBar` (:mod:`ftdag.progress`) and
+:class:`~ftdag.Trace` (:mod:`ftdag.trace`).
 """
 
 from __future__ import annotations

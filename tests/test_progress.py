@@ -1,0 +1,172 @@
+"""ftdag.ProgressBar: the summary line off a terminal, the redrawn line on one, tqdm, the
+counts under many threads, failures, and its options."""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+import sys
+
+import pytest
+
+import ftdag
+
+BACKENDS = ["sequential", "threads", "processes"]
+
+
+class FakeTTY(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def add(*xs):
+    return sum(xs)
+
+
+def fails(*args):
+    raise ValueError("bad")
+
+
+def flaky(path, *args):
+    """Fails with OSError on its first call (counted in the file at ``path``), then returns 1."""
+    with open(path, "a") as f:
+        f.write("x")
+    with open(path) as f:
+        if len(f.read()) < 2:
+            raise OSError("first attempt")
+    return 1
+
+
+def fan(n):
+    """A source and ``n`` tasks that need it, summed by ``total``: ``n + 1`` tasks, ``n + 2`` nodes."""
+    b = ftdag.DagBuilder()
+    b.add_source("s", 1)
+    for i in range(n):
+        b.add_task(("t", i), ["s"], functools.partial(add, i))
+    b.add_task("total", [("t", i) for i in range(n)], add)
+    return b.build()
+
+
+def run(backend, dag, outputs, bar, workers=2, **options):
+    with ftdag.Executor(backend=backend, max_workers=workers) as ex:
+        return ex.run(dag, outputs, callbacks=[bar], **options)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_summary_line_when_the_stream_is_not_a_terminal(backend):
+    out = io.StringIO()
+    bar = ftdag.ProgressBar(file=out)
+    run(backend, fan(5), ["total"], bar)
+    assert bar.mode == "summary" and (bar.done, bar.failed, bar.total) == (6, 0, 7)  # total: the source too
+    text = out.getvalue()
+    assert "\r" not in text and text.count("\n") == 1
+    assert re.fullmatch(r"ftdag: 6/7 done in \d+\.\d+ s \(\d+\.\d tasks/s\)\n", text), text
+
+
+def test_the_line_is_redrawn_on_a_terminal():
+    out = FakeTTY()
+    bar = ftdag.ProgressBar(file=out, use_tqdm=False, min_interval=0)
+    run("sequential", fan(3), ["total"], bar)
+    assert bar.mode == "redraw"
+    text = out.getvalue()
+    assert text.endswith("\n") and text.count("\n") == 1
+    frames = text[:-1].split("\r")[1:]  # the initial draw, one per task, and the final one
+    assert [re.match(r"ftdag: (\d+/\d+) done", f).group(1) for f in frames] == ["0/5", "1/5", "2/5", "3/5", "4/5", "4/5"]
+    assert "ETA" in frames[1] and "tasks/s" in frames[1]
+    assert re.fullmatch(r"ftdag: 4/5 done in \S+ s \(\S+ tasks/s\) *", frames[-1]), frames[-1]
+    for before, after in zip(frames, frames[1:]):
+        assert len(after) >= len(before)  # a shorter line is padded so that the old one is blanked
+
+
+def test_redraws_are_limited_by_min_interval():
+    out = FakeTTY()
+    bar = ftdag.ProgressBar(file=out, use_tqdm=False, min_interval=3600)
+    run("threads", fan(20), ["total"], bar)
+    frames = out.getvalue().split("\r")[1:]
+    assert len(frames) == 2  # the first draw and the last: every task came within the hour
+    assert frames[0].startswith("ftdag: 0/22 done") and frames[1].startswith("ftdag: 21/22 done in ")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tqdm_on_a_terminal(backend):
+    pytest.importorskip("tqdm")
+    out = FakeTTY()
+    bar = ftdag.ProgressBar(file=out)
+    run(backend, fan(4), ["total"], bar)
+    assert bar.mode == "tqdm" and bar.done == 5
+    assert "5/6" in out.getvalue() and "task" in out.getvalue()
+
+
+def test_tqdm_when_asked_even_off_a_terminal():
+    pytest.importorskip("tqdm")
+    out = io.StringIO()
+    bar = ftdag.ProgressBar(file=out, use_tqdm=True)
+    run("threads", fan(2), ["total"], bar)
+    assert bar.mode == "tqdm" and "3/4" in out.getvalue()
+
+
+def test_without_tqdm(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    with pytest.raises(ImportError, match=r"needs tqdm.*pip install 'ftdag\[progress\]'"):
+        ftdag.ProgressBar(use_tqdm=True)
+    out = FakeTTY()
+    bar = ftdag.ProgressBar(file=out)  # auto: falls back to the plain line
+    run("threads", fan(2), ["total"], bar)
+    assert bar.mode == "redraw" and out.getvalue().endswith("\n")
+
+
+def test_counts_are_exact_under_many_threads():
+    n = 2000
+    out = FakeTTY()
+    bar = ftdag.ProgressBar(file=out, use_tqdm=False, min_interval=0)  # draw at every task: most contention
+    res = run("threads", fan(n), ["total"], bar, workers=4)
+    assert res["total"] == sum(range(1, n + 1))
+    assert (bar.done, bar.failed, bar.total) == (n + 1, 0, n + 2)
+    assert out.getvalue().rstrip().rsplit("\r", 1)[-1].startswith(f"ftdag: {n + 1}/{n + 2} done in ")
+    for frame in out.getvalue().strip().split("\r")[1:]:
+        assert re.match(r"ftdag: \d+/\d+ done", frame), frame  # lines never interleave
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_failures_are_shown_apart(backend, tmp_path):
+    b = ftdag.DagBuilder()
+    b.add_source("s", 1)
+    b.add_task("ok", ["s"], add)
+    b.add_task("flaky", ["s"], functools.partial(flaky, str(tmp_path / "calls")), retries=1, retry_on=(OSError,))
+    b.add_task("bad", ["s"], fails)
+    dag = b.build()
+    out = io.StringIO()
+    bar = ftdag.ProgressBar(file=out)
+    run(backend, dag, ["ok", "flaky", "bad"], bar, on_error="keep_going")
+    assert (bar.done, bar.failed) == (2, 2)  # flaky's first attempt and bad
+    assert out.getvalue().startswith("ftdag: 2/4 done, 2 failed in ")
+    out.seek(0)
+    out.truncate()
+    with pytest.raises(ftdag.TaskError):
+        run(backend, dag, ["bad"], bar)
+    assert out.getvalue().startswith("ftdag: 0/2 done, 1 failed in ")
+    assert out.getvalue().endswith("; the run raised TaskError\n")
+
+
+def test_disabled_and_options():
+    out = FakeTTY()
+    bar = ftdag.ProgressBar(file=out, disable=True, desc="ignored")
+    run("threads", fan(3), ["total"], bar)
+    assert out.getvalue() == "" and bar.done == 4 and bar.mode == "off"
+    labelled = ftdag.ProgressBar(file=io.StringIO(), desc="etl")
+    run("sequential", fan(1), ["total"], labelled)
+    assert labelled.file.getvalue().startswith("etl: 2/3 done")
+    with pytest.raises(ValueError, match="min_interval"):
+        ftdag.ProgressBar(min_interval=-1)
+    with pytest.raises(ValueError, match="use_tqdm"):
+        ftdag.ProgressBar(use_tqdm="yes")
+
+
+def test_stderr_is_the_default(capsys):
+    bar = ftdag.ProgressBar()
+    run("sequential", fan(1), ["total"], bar)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("ftdag: 2/3 done in ")
