@@ -170,3 +170,16 @@ def test_stderr_is_the_default(capsys):
     run("sequential", fan(1), ["total"], bar)
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("ftdag: 2/3 done in ")
+
+
+def test_progress_true_adds_a_progress_bar(capsys):
+    b = ftdag.DagBuilder()
+    for i in range(3):
+        b.add_task(i, [], lambda: 1)
+    with ftdag.Executor(backend="threads", max_workers=2) as ex:
+        assert len(ex.run(b.build(), [0, 1, 2], progress=True)) == 3
+        with pytest.raises(TypeError, match="progress must be a bool"):
+            ex.run(b.build(), [0], progress="yes")
+        assert len(list(ex.as_completed(b.build(), [0, 1], progress=True))) == 2
+    err = capsys.readouterr().err
+    assert "3/3" in err and "2/2" in err

@@ -20,7 +20,7 @@ from .config import check_on_error
 
 __all__ = ["RUN_OPTIONS", "RunPolicy", "policy_from_options", "run_policy"]
 
-RUN_OPTIONS = ("on_error", "max_failures", "cancel", "timeout", "store", "callbacks")
+RUN_OPTIONS = ("on_error", "max_failures", "cancel", "timeout", "store", "callbacks", "progress")
 
 
 @dataclass(frozen=True)
@@ -83,5 +83,17 @@ def policy_from_options(
     return run_policy(
         default_on_error if on_error is None else on_error, options.get("max_failures"), options.get("cancel"),
         options.get("timeout"), options.get("store"),
-        tuple(executor_callbacks) + check_callbacks(options.get("callbacks")),
+        with_progress(tuple(executor_callbacks) + check_callbacks(options.get("callbacks")),
+                      options.get("progress", False)),
     )
+
+
+def with_progress(callbacks: tuple[Callback, ...], progress: object) -> tuple[Callback, ...]:
+    """``callbacks``, and a :class:`~ftdag.ProgressBar` at the end if ``progress`` is true."""
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be a bool, got {type(progress).__name__}: {progress!r}")
+    if not progress:
+        return callbacks
+    from .progress import ProgressBar
+
+    return (*callbacks, ProgressBar())

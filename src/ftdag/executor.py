@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import _sequential
 from ._context import CancelToken
 from ._plan import Plan
-from ._policy import RunPolicy, policy_from_options, run_policy
+from ._policy import RunPolicy, policy_from_options, run_policy, with_progress
 from ._runner import run_with_context
 from ._threads import ThreadPool, current_pool
 from .callbacks import Callback, check_callbacks
@@ -130,6 +130,7 @@ class Executor:
         timeout: float | None = None,
         store: Any = None,
         callbacks: Sequence[Callback] | None = None,
+        progress: bool = False,
     ) -> RunResult:
         """Execute the ancestors of ``outputs`` in ``dag``, each once, and return the outputs.
 
@@ -155,12 +156,13 @@ class Executor:
           happens, with :class:`~ftdag.RunTimeoutError`.
         - ``store``: a result store (:mod:`ftdag.store`): results are saved as tasks succeed,
           and a later run loads what is stored instead of computing it.
-        - ``callbacks``: :class:`~ftdag.Callback` s that see this run (after the executor's own).
+        - ``callbacks``: :class:`~ftdag.Callback` s that see this run (after the executor's own);
+          ``progress=True`` adds a :class:`~ftdag.ProgressBar`.
         """
         self._check(dag)
         policy = run_policy(
             self.config.on_error if on_error is None else on_error, max_failures, cancel, timeout, store,
-            self._callbacks + check_callbacks(callbacks) if callbacks is not None else self._callbacks,
+            with_progress(self._callbacks + check_callbacks(callbacks), progress),
         )
         return self._execute(dag, outputs, policy)
 
