@@ -267,6 +267,21 @@ class TestRuns:
         got = dict(ex.as_completed(diamond(Calls(tmp_path)), ["b", "d", "a"]))
         assert got == {"a": 2, "b": 3, "d": 15}
 
+    def test_leaving_as_completed_early_cancels_the_rest(self, ex, tmp_path):
+        calls = Calls(tmp_path)
+        b = ftdag.DagBuilder()
+        b.add_source("a", 1)
+        b.add_task("quick", ["a"], abs)
+        b.add_task("slow", ["a"], functools.partial(sleep_then, 3.0))
+        b.add_task("after", ["slow"], calls.task("after", abs))
+        t0 = time.monotonic()
+        for key, value in ex.as_completed(b.build(), ["quick", "after"]):
+            assert (key, value) == ("quick", 1)
+            break
+        assert time.monotonic() - t0 < 2.5  # "slow" was cancelled, not waited for
+        assert ex.run(b.build(), "quick")["quick"] == 1  # usable while "slow" still runs on its worker
+        assert calls.counts == {}
+
     @pytest.mark.parametrize("option", ["retries", "cost", "resources"])
     def test_unsupported_task_options_are_named(self, ex, tmp_path, option):
         calls = Calls(tmp_path)
