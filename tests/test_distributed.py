@@ -16,6 +16,7 @@ import random
 import subprocess
 import sys
 import sysconfig
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -238,6 +239,23 @@ class TestRuns:
         assert err.__cause__.__traceback__ is not None  # the remote traceback
         assert calls.counts == {}
         assert dict(ex.run(diamond(Calls(tmp_path)), "b")) == {"b": 3}  # still usable
+
+    def test_what_cannot_be_sent_is_a_serialization_error(self, ex, tmp_path):
+        lock = threading.Lock()
+        b = ftdag.DagBuilder()
+        b.add_source("a", 1)
+        b.add_source("lock", lock)
+        b.add_task("fine", ["a"], Calls(tmp_path).task("fine", abs))
+        b.add_task("closure", ["a"], lambda a: (lock, a))
+        b.add_task("input", ["lock"], repr)
+        dag = b.build()
+        with pytest.raises(ftdag.SerializationError) as info:
+            ex.run(dag, ["fine", "closure"])
+        assert (info.value.key, info.value.what) == ("closure", "function")
+        with pytest.raises(ftdag.SerializationError) as info:
+            ex.run(dag, ["input"])
+        assert (info.value.key, info.value.what) == ("lock", "inputs")
+        assert ex.run(dag, "fine")["fine"] == 1
 
     def test_keep_going(self, ex, tmp_path):
         calls = Calls(tmp_path)
