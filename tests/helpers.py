@@ -276,9 +276,9 @@ _blamed: set = set()  # threads and pids already reported, so that later tests a
 
 @contextlib.contextmanager
 def kept_by_fixture(obj):
-    """While inside, the leak check ignores the processes of ``obj`` (an :class:`ftdag.Executor`
-    or a started ``multiprocessing`` manager), which a module- or session-scoped fixture keeps
-    alive on purpose across tests."""
+    """While inside, the leak check ignores the processes of ``obj`` (an :class:`ftdag.Executor`,
+    a started ``multiprocessing`` manager, or a ``distributed.LocalCluster``), which a module- or
+    session-scoped fixture keeps alive on purpose across tests."""
     _owned.append(obj)
     try:
         yield obj
@@ -290,9 +290,11 @@ def _owned_pids() -> set[int]:
     pids: set[int] = set()
     for obj in _owned:
         if isinstance(obj, ftdag.Executor):
-            pool = obj._processes
-            if pool is not None:
-                pids.update(pool.pids())
+            for pool in (obj._processes, obj._distributed):
+                if pool is not None:
+                    pids.update(pool.pids())
+        elif hasattr(obj, "scheduler_address"):  # a distributed cluster: its workers' processes
+            pids.update(pid for pid in (getattr(w, "pid", None) for w in list(obj.workers.values())) if pid)
         else:
             proc = getattr(obj, "_process", None)  # a BaseManager's server process
             if proc is not None:

@@ -10,8 +10,9 @@ from typing import Literal
 
 __all__ = ["BACKENDS", "ON_ERROR", "Backend", "ExecutorConfig", "OnError", "available_cpus", "check_on_error"]
 
-BACKENDS = ("auto", "threads", "processes", "sequential")
-Backend = Literal["auto", "threads", "processes", "sequential"]
+BACKENDS = ("auto", "threads", "processes", "sequential", "distributed")
+Backend = Literal["auto", "threads", "processes", "sequential", "distributed"]
+ADDRESS_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")  # what distributed's comm registry knows
 ON_ERROR = ("fail_fast", "keep_going")
 OnError = Literal["fail_fast", "keep_going"]
 
@@ -41,7 +42,8 @@ class ExecutorConfig:
         Capacity of each worker's queue of ready tasks (besides the one it runs).
     backend:
         ``"threads"``, ``"processes"``, ``"sequential"``, or ``"auto"``: threads when the
-        GIL is off at the time of ``run()``, processes otherwise.
+        GIL is off at the time of ``run()``, processes otherwise.  ``"distributed"``: a
+        ``dask.distributed`` cluster (the ``ftdag[distributed]`` extra; :mod:`ftdag._distributed`).
     resources:
         Capacities of named resources, ``{"db": 2, "gpu": 1}``: tasks added with
         ``resources={"db": 1}`` hold those units while they run, so at most two such tasks
@@ -50,6 +52,10 @@ class ExecutorConfig:
         What a task that fails for good does to a run, unless ``run(on_error=...)`` says:
         ``"fail_fast"`` (raise :class:`~ftdag.TaskError`) or ``"keep_going"`` (run what does
         not depend on it, and report; see :meth:`ftdag.Executor.run`).
+    address:
+        ``backend="distributed"`` only: the scheduler to connect to, ``"tcp://host:port"``
+        (or another scheme of ``distributed``: tls, inproc, ucx, ws, wss).  ``None`` (the
+        default) starts an embedded local cluster of ``max_workers`` worker processes.
 
     ``max_workers`` and ``max_in_flight`` are ints once the config is made (``None`` asks
     for the default).
@@ -61,6 +67,7 @@ class ExecutorConfig:
     backend: Backend
     on_error: OnError
     resources: Mapping[str, int]
+    address: str | None
 
     def __init__(
         self,
@@ -70,6 +77,7 @@ class ExecutorConfig:
         backend: Backend = "auto",
         on_error: OnError = "fail_fast",
         resources: Mapping[str, int] | None = None,
+        address: str | None = None,
     ) -> None:
         if max_workers is None:
             max_workers = available_cpus()
@@ -84,10 +92,11 @@ class ExecutorConfig:
             raise ValueError(f"ExecutorConfig.backend must be one of {', '.join(map(repr, BACKENDS))}; got {backend!r}")
         check_on_error("ExecutorConfig.on_error", on_error)
         capacities = _check_resources(resources)
+        _check_address(address, backend)
         for name, value in (
             ("max_workers", max_workers), ("max_in_flight", max_in_flight),
             ("worker_queue_cap", worker_queue_cap), ("backend", backend), ("on_error", on_error),
-            ("resources", capacities),
+            ("resources", capacities), ("address", address),
         ):
             object.__setattr__(self, name, value)
 
@@ -102,6 +111,21 @@ def _check_count(field: str, value: object) -> None:
         raise TypeError(f"ExecutorConfig.{field} must be an int, got {type(value).__name__}: {value!r}")
     if value < 1:
         raise ValueError(f"ExecutorConfig.{field} must be >= 1, got {value}")
+
+
+def _check_address(address: object, backend: str) -> None:
+    if address is None:
+        return
+    if not isinstance(address, str):
+        raise TypeError(f"ExecutorConfig.address must be None or a str, got {type(address).__name__}: {address!r}")
+    scheme, sep, rest = address.partition("://")
+    if not sep or scheme not in ADDRESS_SCHEMES or not rest:
+        raise ValueError(
+            f"ExecutorConfig.address must be a scheduler address such as 'tcp://127.0.0.1:8786' (scheme "
+            f"{', '.join(ADDRESS_SCHEMES)}), got {address!r}"
+        )
+    if backend != "distributed":
+        raise ValueError(f"ExecutorConfig.address is only used by backend='distributed', got backend={backend!r}")
 
 
 def check_on_error(what: str, value: object) -> None:

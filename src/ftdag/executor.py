@@ -26,6 +26,7 @@ from .graph import Dag
 from .results import RunResult, RunStats
 
 if TYPE_CHECKING:
+    from ._distributed import DistributedPool
     from ._processes import ProcessPool
     from ._streams import Submitter
 
@@ -55,11 +56,14 @@ class Executor:
     """
 
     def __init__(
-        self, config: ExecutorConfig | None = None, *, callbacks: Sequence[Callback] | None = None, **options: Any,
+        self, config: ExecutorConfig | None = None, *, callbacks: Sequence[Callback] | None = None,
+        client: Any = None, **options: Any,
     ) -> None:
         """``Executor(ExecutorConfig(...))``, or the config's fields as keywords:
         ``Executor(max_workers=4, backend="threads")``, as ``concurrent.futures`` users expect.
-        ``callbacks``: :class:`~ftdag.Callback` s that see every run of this executor."""
+        ``callbacks``: :class:`~ftdag.Callback` s that see every run of this executor.
+        ``client``: with ``backend="distributed"``, a ``distributed.Client`` to run on (never
+        closed by the executor) instead of ``address`` or an embedded cluster."""
         self._callbacks = check_callbacks(callbacks, "Executor(callbacks=...)")
         if options:
             if config is not None:
@@ -79,11 +83,19 @@ class Executor:
             config = ExecutorConfig()
         elif not isinstance(config, ExecutorConfig):
             raise TypeError(f"config must be an ExecutorConfig, got {type(config).__name__}: {config!r}")
+        if client is not None:
+            from ._distributed import check_client
+
+            check_client(client)
+            if config.backend != "distributed" or config.address is not None:
+                raise ValueError("Executor(client=...) needs backend='distributed' and no ExecutorConfig.address")
         self.config = config
+        self._client = client
         self._lock = threading.Lock()  # guards pool creation and _closed
         self._closed = False
         self._threads: ThreadPool | None = None
         self._processes: ProcessPool | None = None  # imported on first use
+        self._distributed: DistributedPool | None = None  # imported on first use
         self._submitter: Submitter | None = None  # runs submit()ted runs; made on first use
         self._warned_gil = False
         self._finalizer: weakref.finalize | None = None
@@ -111,7 +123,7 @@ class Executor:
             submitter.close()
         with self._lock:
             self._closed = True
-            pools = [p for p in (self._threads, self._processes) if p is not None]
+            pools = [p for p in (self._threads, self._processes, self._distributed) if p is not None]
         for pool in pools:
             pool.close()
 
@@ -300,6 +312,13 @@ class Executor:
                     self._threads = ThreadPool(self.config)
                     self._finalize()
                 return self._threads
+            if backend == "distributed":
+                if self._distributed is None:
+                    from ._distributed import DistributedPool
+
+                    self._distributed = DistributedPool(self.config, self._client)
+                    self._finalize()
+                return self._distributed
             if self._processes is None:
                 from ._processes import ProcessPool
 
@@ -311,7 +330,7 @@ class Executor:
         """Shut the pools down if the executor is garbage-collected without close()."""
         if self._finalizer is not None:
             self._finalizer.detach()
-        pools = [p for p in (self._threads, self._processes) if p is not None]
+        pools = [p for p in (self._threads, self._processes, self._distributed) if p is not None]
         self._finalizer = weakref.finalize(self, _close_all, pools)
 
 

@@ -18,9 +18,9 @@ class RunStats:
 
     executed:       nodes the run executed (sources included): ``len(dag.ancestors(outputs))``.
     pruned:         nodes of the graph that did not run.
-    backend:        ``"sequential"``, ``"threads"`` or ``"processes"``: what actually ran.
+    backend:        ``"sequential"``, ``"threads"``, ``"processes"`` or ``"distributed"``: what actually ran.
     wall_s:         wall-clock seconds of the run.
-    workers:        worker threads or processes used (1 for sequential).
+    workers:        worker threads or processes used (1 for sequential; distributed: the cluster's threads).
     peak_in_flight: the most tasks queued for or running in workers at once.
     peak_queue_len: the longest any one worker's queue got.
     steals:         tasks an idle worker took from another worker's queue.
