@@ -51,7 +51,7 @@ from .errors import CycleError, EmptyGraphError, MissingDependencyError, TaskErr
 from .executor import Executor
 from .graph import Dag
 
-__all__ = ["NodeCall", "from_dask", "get", "to_dask"]
+__all__ = ["NodeCall", "close_shared_executors", "from_dask", "get", "to_dask"]
 
 _INSTALL = "pip install 'ftdag[dask]'"
 _MIN_DASK = "2024.12"  # the task spec (dask._task_spec), which dask's local schedulers run
@@ -311,6 +311,17 @@ def _shared_executor(num_workers: int | None) -> Executor:
         if ex is None:
             ex = _executors[num_workers] = Executor(max_workers=num_workers)
         return ex
+
+
+def close_shared_executors() -> None:
+    """Close the executors :func:`get` made for itself (waiting for a run in progress) and
+    forget them; a later call makes new ones.  For a program that wants their threads or
+    processes gone before it exits, and for tests."""
+    with _executors_lock:
+        executors = list(_executors.values())
+        _executors.clear()
+    for ex in executors:
+        ex.close()
 
 
 def _executor_for(executor: Any, num_workers: Any) -> Executor:
