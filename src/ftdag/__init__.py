@@ -15,7 +15,13 @@ only their ancestors, each exactly once, in parallel with explicit bounds::
 
 On a free-threaded build with the GIL off, the default backend runs tasks on worker threads
 that share results by reference; elsewhere it uses worker processes.
+
+``ftdag.get`` (a dask scheduler) and ``ftdag.from_dask`` live in :mod:`ftdag._dask` and are
+looked up on first access (:func:`__getattr__`), so that ``import ftdag`` imports neither that
+module nor dask (an optional dependency, the ``ftdag[dask]`` extra).
 """
+
+from typing import TYPE_CHECKING, Any
 
 from ._context import CancelToken, TaskContext, current_task
 from ._options import TaskOptions
@@ -47,6 +53,9 @@ from .progress import ProgressBar
 from .results import RunResult, RunStats
 from .store import MISSING, CorruptRecordWarning, DirectoryStore, MemoryStore, SQLiteStore, Store
 from .trace import Span, Trace, TraceSummary
+
+if TYPE_CHECKING:
+    from ._dask import from_dask, get
 
 __version__ = "0.1.0"
 
@@ -95,5 +104,22 @@ __all__ = [
     "WorkerCrashedError",
     "available_cpus",
     "current_task",
+    "from_dask",
+    "get",
     "gil_enabled",
 ]
+
+_LAZY = {"get", "from_dask"}  # names of ftdag._dask, imported on first access
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import _dask
+
+        value = globals()[name] = getattr(_dask, name)
+        return value
+    raise AttributeError(f"module 'ftdag' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)

@@ -416,6 +416,13 @@ class Dag:
         """The graph as a Mermaid flowchart: see :meth:`to_dot` and :mod:`ftdag._pictures`."""
         return _pictures.to_mermaid(self, outputs)
 
+    def to_dask(self) -> dict:
+        """This graph as a dask graph that ``dask.get`` and ``dask.threaded.get`` run with the
+        same results (needs dask, the ``ftdag[dask]`` extra): see :func:`ftdag._dask.to_dask`."""
+        from ._dask import to_dask
+
+        return to_dask(self)
+
     # -- internals shared with the schedulers -------------------------------------------------
 
     def _id(self, key: Hashable) -> int:
