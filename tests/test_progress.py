@@ -41,7 +41,8 @@ def flaky(path, *args):
 
 
 def fan(n):
-    """A source and ``n`` tasks that need it, summed by ``total``: ``n + 1`` tasks, ``n + 2`` nodes."""
+    """A source and ``n`` tasks that need it, summed by ``total``: ``n + 1`` tasks, ``n + 2`` nodes
+    (a bar's total counts the tasks)."""
     b = ftdag.DagBuilder()
     b.add_source("s", 1)
     for i in range(n):
@@ -60,10 +61,10 @@ def test_one_summary_line_when_the_stream_is_not_a_terminal(backend):
     out = io.StringIO()
     bar = ftdag.ProgressBar(file=out)
     run(backend, fan(5), ["total"], bar)
-    assert bar.mode == "summary" and (bar.done, bar.failed, bar.total) == (6, 0, 7)  # total: the source too
+    assert bar.mode == "summary" and (bar.done, bar.failed, bar.total) == (6, 0, 6)  # total: the tasks that run
     text = out.getvalue()
     assert "\r" not in text and text.count("\n") == 1
-    assert re.fullmatch(r"ftdag: 6/7 done in \d+\.\d+ s \(\d+\.\d tasks/s\)\n", text), text
+    assert re.fullmatch(r"ftdag: 6/6 done in \d+\.\d+ s \(\d+\.\d tasks/s\)\n", text), text
 
 
 def test_the_line_is_redrawn_on_a_terminal():
@@ -74,9 +75,9 @@ def test_the_line_is_redrawn_on_a_terminal():
     text = out.getvalue()
     assert text.endswith("\n") and text.count("\n") == 1
     frames = text[:-1].split("\r")[1:]  # the initial draw, one per task, and the final one
-    assert [re.match(r"ftdag: (\d+/\d+) done", f).group(1) for f in frames] == ["0/5", "1/5", "2/5", "3/5", "4/5", "4/5"]
+    assert [re.match(r"ftdag: (\d+/\d+) done", f).group(1) for f in frames] == ["0/4", "1/4", "2/4", "3/4", "4/4", "4/4"]
     assert "ETA" in frames[1] and "tasks/s" in frames[1]
-    assert re.fullmatch(r"ftdag: 4/5 done in \S+ s \(\S+ tasks/s\) *", frames[-1]), frames[-1]
+    assert re.fullmatch(r"ftdag: 4/4 done in \S+ s \(\S+ tasks/s\) *", frames[-1]), frames[-1]
     for before, after in zip(frames, frames[1:]):
         assert len(after) >= len(before)  # a shorter line is padded so that the old one is blanked
 
@@ -87,7 +88,7 @@ def test_redraws_are_limited_by_min_interval():
     run("threads", fan(20), ["total"], bar)
     frames = out.getvalue().split("\r")[1:]
     assert len(frames) == 2  # the first draw and the last: every task came within the hour
-    assert frames[0].startswith("ftdag: 0/22 done") and frames[1].startswith("ftdag: 21/22 done in ")
+    assert frames[0].startswith("ftdag: 0/21 done") and frames[1].startswith("ftdag: 21/21 done in ")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -97,7 +98,7 @@ def test_tqdm_on_a_terminal(backend):
     bar = ftdag.ProgressBar(file=out)
     run(backend, fan(4), ["total"], bar)
     assert bar.mode == "tqdm" and bar.done == 5
-    assert "5/6" in out.getvalue() and "task" in out.getvalue()
+    assert "5/5" in out.getvalue() and "task" in out.getvalue()
 
 
 def test_tqdm_when_asked_even_off_a_terminal():
@@ -105,7 +106,7 @@ def test_tqdm_when_asked_even_off_a_terminal():
     out = io.StringIO()
     bar = ftdag.ProgressBar(file=out, use_tqdm=True)
     run("threads", fan(2), ["total"], bar)
-    assert bar.mode == "tqdm" and "3/4" in out.getvalue()
+    assert bar.mode == "tqdm" and "3/3" in out.getvalue()
 
 
 def test_without_tqdm(monkeypatch):
@@ -124,8 +125,8 @@ def test_counts_are_exact_under_many_threads():
     bar = ftdag.ProgressBar(file=out, use_tqdm=False, min_interval=0)  # draw at every task: most contention
     res = run("threads", fan(n), ["total"], bar, workers=4)
     assert res["total"] == sum(range(1, n + 1))
-    assert (bar.done, bar.failed, bar.total) == (n + 1, 0, n + 2)
-    assert out.getvalue().rstrip().rsplit("\r", 1)[-1].startswith(f"ftdag: {n + 1}/{n + 2} done in ")
+    assert (bar.done, bar.failed, bar.total) == (n + 1, 0, n + 1)
+    assert out.getvalue().rstrip().rsplit("\r", 1)[-1].startswith(f"ftdag: {n + 1}/{n + 1} done in ")
     for frame in out.getvalue().strip().split("\r")[1:]:
         assert re.match(r"ftdag: \d+/\d+ done", frame), frame  # lines never interleave
 
@@ -142,7 +143,7 @@ def test_failures_are_shown_apart(backend, tmp_path):
     bar = ftdag.ProgressBar(file=out)
     run(backend, dag, ["ok", "flaky", "bad"], bar, on_error="keep_going")
     assert (bar.done, bar.failed) == (2, 2)  # flaky's first attempt and bad
-    assert out.getvalue().startswith("ftdag: 2/4 done, 2 failed in ")
+    assert out.getvalue().startswith("ftdag: 2/3 done, 2 failed in ")
     out.seek(0)
     out.truncate()
     with pytest.raises(ftdag.TaskError):

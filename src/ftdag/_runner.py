@@ -59,7 +59,7 @@ def run_with_context(
         keys = plan.dag._keys
         planned = tuple(keys[i] for i in plan.dag._closure(plan.outputs, plan.given))
         workers = 1 if backend == "sequential" else executor.config.max_workers
-        callbacks.run_start(RunInfo(planned, len(planned), backend, workers))
+        callbacks.run_start(RunInfo(planned, len(planned), backend, workers, len(plan.tasks)))
     try:
         if backend == "sequential":  # one task at a time: nothing to admit
             counters = _sequential.run_plan(plan, ctx)

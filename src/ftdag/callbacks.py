@@ -48,12 +48,15 @@ class CallbackWarning(RuntimeWarning):
 @dataclass(frozen=True)
 class RunInfo:
     """What ``on_run_start`` gets: the planned keys (tasks and sources a run executes, in a
-    topological order), their count, the backend that runs them, and its workers."""
+    topological order), their count, the backend that runs them, its workers, and ``tasks``,
+    how many planned tasks will run (and so report events: sources and tasks loaded from a
+    store do not)."""
 
     keys: tuple[Hashable, ...]
     count: int
     backend: str
     workers: int
+    tasks: int = 0
 
 
 class Callback:

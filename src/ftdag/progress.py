@@ -13,9 +13,8 @@ start of each run:
 
 Counting, from the events a callback sees:
 
-- *total* is :attr:`RunInfo.count <ftdag.RunInfo>`: the planned nodes, **sources included**
-  (and tasks a store will load, which report no events), so a finished run shows fewer
-  done than total when the graph has sources;
+- *total* is :attr:`RunInfo.tasks <ftdag.RunInfo>`: the planned tasks that will run (not
+  sources, nor tasks a store loads, which report no events);
 - *done* counts the attempts that ended without an error: a task that succeeds counts once,
   however many attempts it took;
 - *failed* counts the attempts that ended with an error, a retried one included; it is
@@ -99,7 +98,7 @@ class ProgressBar(Callback):
         stream = sys.stderr if self.file is None else self.file
         with self._lock:
             self._close_bar()  # a run that never reported its end (it cannot happen, but costs nothing)
-            self.total, self.done, self.failed = info.count, 0, 0
+            self.total, self.done, self.failed = info.tasks, 0, 0
             self._start = time.monotonic()
             self._last_draw = -math.inf
             self._width = 0
@@ -107,7 +106,7 @@ class ProgressBar(Callback):
             self._mode = self._choose_mode(stream)
             if self._mode == "tqdm":
                 tqdm = _import_tqdm()
-                self._bar = tqdm(total=info.count, file=stream, mininterval=self.min_interval, unit="task",
+                self._bar = tqdm(total=info.tasks, file=stream, mininterval=self.min_interval, unit="task",
                                  desc=self.desc, dynamic_ncols=True)
             elif self._mode == "redraw":
                 self._redraw(time.monotonic())
