@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """``ftdag.get`` as a dask scheduler against dask's own, on the interpreter running this script.
 
-    python benchmarks/dask_get.py [--quick] [--json out.json] [--workers 2] [--quiet]
+    python benchmarks/dask_get.py [--quick] [--json out.json] [--workers 2] [--ftdag-backend auto] [--quiet]
 
 Three dask workloads, each computed by ``ftdag.get`` (its shared executor, backend ``auto``:
-threads when the GIL is off, processes otherwise), ``dask.threaded.get`` and ``dask.get``
+threads when the GIL is off, processes otherwise; or an executor of ``--ftdag-backend``),
+``dask.threaded.get`` and ``dask.get``
 (dask's synchronous scheduler), each with ``--workers`` workers (default 2):
 
 ``chain``  a linear chain of 10,000 no-op ``dask.delayed`` tasks: the time per task is the
@@ -28,7 +29,8 @@ best and median over median, both measured in this run.
 
 The task functions are defined in this script, run as ``__main__``: on 3.13t, code compiled
 at import without a ``.pyc`` keeps mortal constants, on whose reference counts threads
-contend (the README's pitfall), and ``__main__``'s are immortal.
+contend (the README's pitfall), and ``__main__``'s are immortal.  For the same reason, an
+ftdag imported from this checkout (when none is installed) is compiled to ``.pyc`` files first.
 
 ``--quick`` makes each workload 5 times smaller and repeats 3 times instead of 5 (about a
 minute here; the targets are for the full sizes).  ``--json`` writes the document (schema
@@ -73,9 +75,18 @@ SCHEDULERS = ("ftdag", "threaded", "sync")
 
 
 def _ftdag():
+    """ftdag, installed or else from this checkout, whose modules are first compiled to ``.pyc``
+    files (``compileall`` writes them even under ``PYTHONDONTWRITEBYTECODE=1``): compiled at
+    import, the scheduler's own code would have mortal constants on 3.13t too."""
     try:
         import ftdag
     except ImportError:  # run from a checkout without installing
+        import compileall
+
+        try:
+            compileall.compile_dir(str(REPO / "src" / "ftdag"), quiet=2)
+        except OSError:  # a read-only checkout: measure it as it is
+            pass
         sys.path.insert(0, str(REPO / "src"))
         import ftdag
     return ftdag
@@ -149,13 +160,14 @@ def handed_to_scheduler(collection) -> tuple[Any, Any]:
     return seen[0]
 
 
-def schedulers(workers: int) -> dict[str, Callable[..., Any]]:
+def schedulers(workers: int, executor: Any = None) -> dict[str, Callable[..., Any]]:
+    """The three schedulers; ftdag's on ``executor`` if given, else on its shared one."""
     import dask
     import dask.threaded
 
     ftdag = _ftdag()
     return {
-        "ftdag": functools.partial(ftdag.get, num_workers=workers),
+        "ftdag": functools.partial(ftdag.get, num_workers=workers, executor=executor),
         "threaded": functools.partial(dask.threaded.get, num_workers=workers),
         "sync": dask.get,
     }
@@ -221,6 +233,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help=f"workloads {QUICK_DIVISOR}× smaller, 3 repetitions")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--workers", type=int, default=2, help="workers of every scheduler (default 2)")
+    p.add_argument("--ftdag-backend", choices=["auto", "threads", "processes", "sequential"], default="auto",
+                   help="the backend of ftdag's executor (default auto: ftdag.get's shared executor)")
     p.add_argument("--quiet", action="store_true", help="print only the summary and the table")
     args = p.parse_args(argv)
     if args.workers < 1:
@@ -245,7 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     spin(1, iters)
     work_us = (time.perf_counter() - t0) * 1e6
     say(f"dask {dask.__version__}, {mode} mode, {args.workers} workers, spin({iters}) ~{work_us:.0f} µs")
-    gets = schedulers(args.workers)
+    executor = None
+    if args.ftdag_backend != "auto":
+        executor = ftdag.Executor(max_workers=args.workers, backend=args.ftdag_backend)
+    gets = schedulers(args.workers, executor)
     workloads: list[tuple[str, Callable[[], Any]]] = [
         ("chain", lambda: chain(sizes["chain"])),
         ("bag", lambda: bag(sizes["bag"], iters)),
@@ -262,8 +279,12 @@ def main(argv: list[str] | None = None) -> int:
             rows += measure(name, sizes[name], make(), gets, REPEATS[mode], say)
     finally:
         ftdag._dask.close_shared_executors()
+        if executor is not None:
+            executor.close()
     load = background_load(cpu0, cpu_snapshot(), time.perf_counter() - start)
-    backend = "threads" if not ftdag.gil_enabled() else "processes"
+    backend = args.ftdag_backend
+    if backend == "auto":
+        backend = "threads" if not ftdag.gil_enabled() else "processes"
     gil = ftdag.gil_enabled()
     free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
     print(f"Python {sys.version.split()[0]}{' free-threaded' if free_threaded else ''} (GIL {'on' if gil else 'off'}), "
