@@ -131,7 +131,9 @@ def test_compute_passes_an_expression_and_the_result_equals_sync():
 
     x = delayed_graph()
     assert dask.compute(x, scheduler=recording_get) == dask.compute(x, scheduler="sync") == (30,)
-    assert seen and not issubclass(seen[0], Mapping)  # what dask.compute hands its scheduler
+    assert seen
+    if int(dask.__version__.split(".")[0]) >= 2026:  # (older dask, e.g. 2024.12, passes a HighLevelGraph)
+        assert not issubclass(seen[0], Mapping)  # an expression: what dask.compute hands its scheduler
     assert x.compute(scheduler=ftdag.get) == 30
     with dask.config.set(scheduler=ftdag.get):
         assert x.compute() == 30
