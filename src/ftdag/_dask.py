@@ -19,11 +19,22 @@ materialised and normalised with dask's own ``dask._task_spec.convert_legacy_gra
 is computed by calling it with a dict of their values.  A ``DataNode`` becomes an ftdag
 source (its value); every other node (``Task``, ``Alias``, containers of tasks) becomes an
 ftdag task whose dependencies are the node's, and whose function (a partial of
-:func:`call_node`) calls the node with their values.  Only the requested keys and their ancestors are built.
+:func:`call_node`) calls the node with their values.  Only the requested keys and their
+ancestors are built, straight into a :class:`~ftdag.Dag` (:func:`_build`).
+
+Where ``get`` runs: on ``executor=`` if given, else on a shared executor made on first use
+and kept for later calls (so repeated ``compute()`` calls reuse one pool), ``Executor()``
+with backend ``auto``; a ``num_workers`` other than its ``max_workers`` gets a shared
+executor of its own per count.  They close at interpreter exit, or with
+:func:`close_shared_executors`.  On a GIL build ``auto`` means worker processes, where every
+task's node is pickled (with ``cloudpickle``) for the workers on each call: fine-grained dask
+graphs run faster there on ``executor=Executor(backend="threads")``.
 
 Differences from ``dask.threaded.get``
 ---------------------------------------
-- Tasks run in ftdag's order (depth-first as its scheduler finds them), not ``dask.order``'s.
+- Ready tasks start in ftdag's ready order (the longest critical path first, as
+  :func:`ftdag._plan.ready_order` computes it; then as the scheduler finds them), not
+  ``dask.order``'s.
 - A failing task's own exception is raised (the original object and type, as
   ``dask.threaded.get`` raises it), with a note naming the task's key; on the process
   backend it is the exception as unpickled in the parent.  ``rerun_exceptions_locally``,
