@@ -32,8 +32,8 @@ at import without a ``.pyc`` keeps mortal constants, on whose reference counts t
 contend (the README's pitfall), and ``__main__``'s are immortal.  For the same reason, an
 ftdag imported from this checkout (when none is installed) is compiled to ``.pyc`` files first.
 
-``--quick`` makes each workload 5 times smaller and repeats 3 times instead of 5 (about a
-minute here; the targets are for the full sizes).  ``--json`` writes the document (schema
+``--quick`` makes each workload 5 times smaller and repeats 3 times instead of 5 (about
+30 s on 3.13t here, the full mode 2 minutes; the targets are for the full sizes).  ``--json`` writes the document (schema
 ``ftdag-dask-get/1``): ``schema``, ``mode``, ``python``, ``free_threaded``, ``gil_enabled``,
 ``workers``, ``ftdag_backend``, ``dask``, ``numpy``, ``work_us`` (the calibrated map's time),
 ``loadavg``, ``background_cpus``, ``steal_cpus`` and ``rows``, one per (workload,
