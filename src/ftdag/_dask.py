@@ -18,12 +18,23 @@ materialised and normalised with dask's own ``dask._task_spec.convert_legacy_gra
 ``dask.local.get_async`` does.  Each node of the result then has ``.dependencies`` (keys) and
 is computed by calling it with a dict of their values.  A ``DataNode`` becomes an ftdag
 source (its value); every other node (``Task``, ``Alias``, containers of tasks) becomes an
-ftdag task whose dependencies are the node's, and whose function (:class:`NodeCall`) calls
-the node with their values.  Only the requested keys and their ancestors are built.
+ftdag task whose dependencies are the node's, and whose function (a partial of
+:func:`call_node`) calls the node with their values.  Only the requested keys and their
+ancestors are built, straight into a :class:`~ftdag.Dag` (:func:`_build`).
+
+Where ``get`` runs: on ``executor=`` if given, else on a shared executor made on first use
+and kept for later calls (so repeated ``compute()`` calls reuse one pool), ``Executor()``
+with backend ``auto``; a ``num_workers`` other than its ``max_workers`` gets a shared
+executor of its own per count.  They close at interpreter exit, or with
+:func:`close_shared_executors`.  On a GIL build ``auto`` means worker processes, where every
+task's node is pickled (with ``cloudpickle``) for the workers on each call: fine-grained dask
+graphs run faster there on ``executor=Executor(backend="threads")``.
 
 Differences from ``dask.threaded.get``
 ---------------------------------------
-- Tasks run in ftdag's order (depth-first as its scheduler finds them), not ``dask.order``'s.
+- Ready tasks start in ftdag's ready order (the longest critical path first, as
+  :func:`ftdag._plan.ready_order` computes it; then as the scheduler finds them), not
+  ``dask.order``'s.
 - A failing task's own exception is raised (the original object and type, as
   ``dask.threaded.get`` raises it), with a note naming the task's key; on the process
   backend it is the exception as unpickled in the parent.  ``rerun_exceptions_locally``,
@@ -41,6 +52,7 @@ Differences from ``dask.threaded.get``
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
@@ -51,7 +63,7 @@ from .errors import CycleError, EmptyGraphError, MissingDependencyError, TaskErr
 from .executor import Executor
 from .graph import Dag
 
-__all__ = ["NodeCall", "close_shared_executors", "from_dask", "get", "to_dask"]
+__all__ = ["call_node", "close_shared_executors", "from_dask", "get", "to_dask"]
 
 _INSTALL = "pip install 'ftdag[dask]'"
 _MIN_DASK = "2024.12"  # the task spec (dask._task_spec), which dask's local schedulers run
@@ -75,54 +87,45 @@ def _task_spec(what: str) -> Any:
 # -- the nodes' functions ------------------------------------------------------------------------
 
 
-class NodeCall:
-    """The function of an ftdag task made from a dask graph node: ``NodeCall(node, deps)(*values)``
-    is ``node(dict(zip(deps, values)))``, ``deps`` being the node's dependencies in the order
-    the task lists them.
+def call_node(node: Any, deps: tuple[Hashable, ...], *values: Any) -> Any:
+    """Compute the dask graph node ``node`` from its dependencies' values: ``deps`` are its
+    dependencies in the order the ftdag task lists them, ``values`` their values.
 
-    Picklable when the node is (dask's task-spec nodes pickle; the functions in them need
-    ``cloudpickle`` unless they are importable), so such tasks run on worker processes.
-    Weakly referenceable, so that the process backend forgets its pickle once a run's graph
-    is gone.
+    The function of an ftdag task made from a node is ``functools.partial(call_node, node,
+    deps)``: a partial is made in C (a graph has a function per task, so this matters), is
+    weakly referenceable (the process backend forgets its pickle once a run's graph is
+    gone), pickles when the node does (dask's task-spec nodes pickle; the functions in them
+    need ``cloudpickle`` unless they are importable), and result stores fingerprint it by its
+    function and arguments.  ``deps`` is stored rather than read from ``node.dependencies``
+    at call time, since a frozenset unpickled in a worker process may iterate in another order.
     """
+    return node(dict(zip(deps, values)))
 
-    __slots__ = ("node", "deps", "__weakref__")
 
-    def __init__(self, node: Any, deps: tuple[Hashable, ...]) -> None:
-        self.node = node
-        self.deps = deps
-
-    def __call__(self, *values: Any) -> Any:
-        return self.node(dict(zip(self.deps, values)))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.node, self.deps))
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.node!r})"
+def _node_of(fn: Any) -> Any:
+    """The dask node an ftdag task's function computes, or None if it is not such a function."""
+    if type(fn) is functools.partial and fn.func in (call_node, _call_node_stashing):
+        return fn.args[0]
+    return None
 
 
 _NOTHING = object()
 
 
 class _Stash(threading.local):
-    value: Any = _NOTHING  # what a _StashingCall just returned on this thread, for _DaskCallbacks.on_task_end
+    value: Any = _NOTHING  # what _call_node_stashing just returned on this thread, for _DaskCallbacks.on_task_end
 
 
 _stash = _Stash()
 
 
-class _StashingCall(NodeCall):
-    """A :class:`NodeCall` that also leaves its result in this thread's stash, where
-    ``posttask`` finds it: on the thread and sequential backends ``on_task_end`` runs on the
-    thread that ran the task, right after it."""
-
-    __slots__ = ()
-
-    def __call__(self, *values: Any) -> Any:
-        result = self.node(dict(zip(self.deps, values)))
-        _stash.value = result
-        return result
+def _call_node_stashing(node: Any, deps: tuple[Hashable, ...], *values: Any) -> Any:
+    """:func:`call_node` that also leaves the result in this thread's stash, where ``posttask``
+    finds it: on the thread and sequential backends ``on_task_end`` runs on the thread that
+    ran the task, right after it."""
+    result = node(dict(zip(deps, values)))
+    _stash.value = result
+    return result
 
 
 class _IgnoreTail:
@@ -199,7 +202,7 @@ def _check_keys(graph: Mapping[Hashable, Any], wanted: list[Hashable]) -> None:
         raise UnknownKeyError(missing, "requested key")
 
 
-def _build(graph: Mapping[Hashable, Any], wanted: list[Hashable], call: type[NodeCall], data_node: Any) -> Dag:
+def _build(graph: Mapping[Hashable, Any], wanted: list[Hashable], call: Callable[..., Any], data_node: Any) -> Dag:
     """The :class:`Dag` of the requested keys of ``graph`` and all their ancestors.
 
     Built directly rather than through :class:`~ftdag.DagBuilder`, whose per-task checks
@@ -215,51 +218,59 @@ def _build(graph: Mapping[Hashable, Any], wanted: list[Hashable], call: type[Nod
     deps_of: list[tuple[int, ...]] = []
     fns: list[Any] = []
     values: list[Any] = []
-    path: list[Hashable] = []  # the nodes being expanded, each a dependency of the one before
-    expanding: dict[Hashable, tuple[Hashable, ...]] = {}  # the keys on path -> their dependencies
-    get = graph.get
+    # The nodes being expanded (each pushed by the one before: the path from a requested key)
+    # -> their dependencies.  A node is always finished before the one that pushed it, so the
+    # last entry is the next to finish, and a dependency found here closes a cycle.
+    expanding: dict[Hashable, tuple[Hashable, ...]] = {}
+    get, new_key, new_deps, new_fn, new_value = graph.get, keys.append, deps_of.append, fns.append, values.append
+    partial = functools.partial
     for root in wanted:
         stack = [root]
+        push, pop = stack.append, stack.pop
         while stack:
             key = stack[-1]
-            if key in ids:
-                stack.pop()
-                continue
             deps = expanding.get(key)
-            if deps is None:  # first visit: push the dependencies not numbered yet
+            if deps is None:  # first visit
+                if key in ids:
+                    pop()
+                    continue
                 node: Any = get(key)
-                if node is None:  # (requested keys are in the graph: this one was pushed by path[-1])
-                    dependent = path[-1]
-                    missing = [d for d in dict.fromkeys(expanding[dependent]) if d not in graph]
-                    raise MissingDependencyError(dependent, missing)
+                if node is None:  # (requested keys are in the graph: the last node expanding pushed it)
+                    dependent = next(reversed(expanding))
+                    raise MissingDependencyError(dependent, [d for d in dict.fromkeys(expanding[dependent])
+                                                             if d not in graph])
                 if type(node) is data_node:
-                    stack.pop()
+                    pop()
                     ids[key] = len(keys)
-                    keys.append(key)
-                    deps_of.append(())
-                    fns.append(None)
-                    values.append(node.value)
+                    new_key(key)
+                    new_deps(())
+                    new_fn(None)
+                    new_value(node.value)
                     continue
                 deps = tuple(node.dependencies)
-                expanding[key] = deps
-                path.append(key)
+                waiting = False
                 for d in deps:
                     if d in ids:
                         continue
-                    if d in expanding:
+                    if d in expanding or d == key:
+                        path = [*expanding, key]
                         cycle = path[path.index(d):] + [d]
                         cycle.reverse()  # dependency -> dependent, as CycleError lists it
                         raise CycleError(cycle)
-                    stack.append(d)
-                continue
-            stack.pop()  # second visit: every dependency is numbered
-            del expanding[key]
-            path.pop()
+                    push(d)
+                    waiting = True
+                if waiting:  # come back once they are numbered
+                    expanding[key] = deps
+                    continue
+            else:  # second visit: every dependency is numbered now
+                del expanding[key]
+                node = graph[key]
+            pop()
             ids[key] = len(keys)
-            keys.append(key)
-            deps_of.append(tuple(ids[d] for d in deps))
-            fns.append(call(graph[key], deps))
-            values.append(None)
+            new_key(key)
+            new_deps((ids[deps[0]],) if len(deps) == 1 else tuple([ids[d] for d in deps]))
+            new_fn(partial(call, node, deps))
+            new_value(None)
     if not keys:
         raise EmptyGraphError()
     return Dag(keys=keys, deps=deps_of, fns=fns, values=values)
@@ -275,10 +286,9 @@ def from_dask(dsk: Any, keys: Any = None) -> Dag:
     keys, for those and their ancestors only (a requested key not in the graph raises
     :class:`~ftdag.UnknownKeyError`, a ``KeyError``).
 
-    Data nodes become sources; every other node becomes a task calling the node
-    (:class:`NodeCall`), so a result store fingerprints it by that object's pickle (see
-    :mod:`ftdag._fingerprint`; dask keys usually carry a token of the task anyway).  Needs
-    dask (the ``ftdag[dask]`` extra).
+    Data nodes become sources; every other node becomes a task calling the node (a partial
+    of :func:`call_node`), so a result store fingerprints it by the node (see
+    :mod:`ftdag._fingerprint`).  Needs dask (the ``ftdag[dask]`` extra).
     """
     graph = _graph(dsk, "ftdag.from_dask")
     if keys is None:
@@ -286,7 +296,7 @@ def from_dask(dsk: Any, keys: Any = None) -> Dag:
     else:
         wanted = _flatten(keys)
         _check_keys(graph, wanted)
-    return _build(graph, wanted, NodeCall, _task_spec("ftdag.from_dask").DataNode)
+    return _build(graph, wanted, call_node, _task_spec("ftdag.from_dask").DataNode)
 
 
 # -- the scheduler -------------------------------------------------------------------------
@@ -377,7 +387,7 @@ def get(dsk: Any, keys: Any, *, executor: Executor | None = None, num_workers: i
         return _nested(keys, {})
     with local_callbacks(callbacks) as active:
         if not active:
-            dag = _build(graph, wanted, NodeCall, task_spec.DataNode)
+            dag = _build(graph, wanted, call_node, task_spec.DataNode)
             values = _run(ex, dag, wanted, None)
         else:
             values = _run_with_callbacks(ex, graph, wanted, [normalize_callback(c) for c in active], task_spec)
@@ -413,7 +423,7 @@ def _run_with_callbacks(
             if cb[0]:
                 cb[0](graph)
             started.append(cb)
-        dag = _build(graph, wanted, _StashingCall, task_spec.DataNode)
+        dag = _build(graph, wanted, _call_node_stashing, task_spec.DataNode)
         bridge = _DaskCallbacks(graph, dag, wanted, callbacks)
         state = bridge.state
         for cb in callbacks:
@@ -573,8 +583,9 @@ def to_dask(dag: Dag) -> dict[Hashable, Any]:
             out[key] = DataNode(key, values[i])
             continue
         order = after[i] if after is not None else ()
-        if not order and isinstance(fn, NodeCall) and fn.node.key == key:
-            out[key] = fn.node
+        node = _node_of(fn)
+        if not order and node is not None and node.key == key:
+            out[key] = node
             continue
         refs = [TaskRef(keys[d]) for d in deps[i]]
         if order:
