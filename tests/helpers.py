@@ -189,6 +189,27 @@ def ancestors(graph: dict[Hashable, Iterable[Hashable] | None], outputs: Iterabl
     return seen
 
 
+# -- small task functions -------------------------------------------------------------------------
+
+
+def add(*xs):
+    return sum(xs)
+
+
+def fails(*args):
+    raise ValueError("bad")
+
+
+def flaky(path, *args):
+    """Fails with OSError on its first call (counted in the file at ``path``), then returns 1."""
+    with open(path, "a") as f:
+        f.write("x")
+    with open(path) as f:
+        if len(f.read()) < 2:
+            raise OSError("first attempt")
+    return 1
+
+
 # -- counting task calls ------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ import re
 import sys
 
 import pytest
+from helpers import add, fails, flaky
 
 import ftdag
 
@@ -22,22 +23,6 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def add(*xs):
-    return sum(xs)
-
-
-def fails(*args):
-    raise ValueError("bad")
-
-
-def flaky(path, *args):
-    """Fails with OSError on its first call (counted in the file at ``path``), then returns 1."""
-    with open(path, "a") as f:
-        f.write("x")
-    with open(path) as f:
-        if len(f.read()) < 2:
-            raise OSError("first attempt")
-    return 1
 
 
 def fan(n):

@@ -10,7 +10,7 @@ import sys
 import threading
 
 import pytest
-from helpers import TIMEOUT, Background, CallManager, kept_by_fixture
+from helpers import TIMEOUT, Background, CallManager, add, fails, flaky, kept_by_fixture
 
 import ftdag
 from ftdag.testing import Gate, shared_manager
@@ -29,22 +29,6 @@ def manager():
 # -- task functions (module level, so that worker processes import them) -----------------------
 
 
-def add(*xs):
-    return sum(xs)
-
-
-def fails(*args):
-    raise ValueError("bad")
-
-
-def flaky(path, *args):
-    """Fails with OSError on its first call (counted in the file at ``path``), then returns 1."""
-    with open(path, "a") as f:
-        f.write("x")
-    with open(path) as f:
-        if len(f.read()) < 2:
-            raise OSError("first attempt")
-    return 1
 
 
 def gated(gate, key, *args):
