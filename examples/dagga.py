@@ -57,6 +57,9 @@ def build() -> ftdag.Dag:
 
 
 def main() -> None:
+    # Worker processes (GIL builds) write their "ran" lines straight to the same stdout: flush
+    # ours at each line too, so that the lines come out in the order they were written.
+    sys.stdout.reconfigure(line_buffering=True)
     dag = build()
     if sys.argv[1:] == ["--dot"]:
         print(dag.to_dot(), end="")

@@ -74,6 +74,9 @@ def show(label: str, res: ftdag.RunResult) -> None:
 
 
 def main(store_dir: str) -> None:
+    # Worker processes (GIL builds) write their "ran" lines straight to the same stdout: flush
+    # ours at each line too, so that the lines come out in the order they were written.
+    sys.stdout.reconfigure(line_buffering=True)
     store = ftdag.DirectoryStore(store_dir, durability="atomic")
     with ftdag.Executor(max_workers=4) as ex:
         print("Run 1 (apac has a bad record):")
