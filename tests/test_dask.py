@@ -16,7 +16,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -83,9 +82,19 @@ def boom(x):
     raise ZeroDivisionError(f"boom {x}")
 
 
-def nap(x, seconds=0.03):
-    time.sleep(seconds)
+def step(x):
     return x + 1
+
+
+class FinishedCounts(DaskCallback):
+    """Records ``len(state["finished"])`` at each ``posttask``: what a progress bar reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        self.seen.append(len(state["finished"]))
 
 
 def compute_inside(x):
@@ -319,17 +328,19 @@ def test_callbacks_see_an_expression_as_its_graph():
 
 
 def test_progress_bar_draws_progress(maybe_executor):
+    """dask's ProgressBar redraws from a timer thread, from ``state``: that state must grow as
+    tasks finish (checked at each posttask, without timing) and end at 100%."""
     ex = maybe_executor
     x = dask.delayed(0)
     for _ in range(8):
-        x = dask.delayed(nap)(x)
+        x = dask.delayed(step)(x)
     out = io.StringIO()
-    with ProgressBar(out=out, dt=0.005):
+    counts = FinishedCounts()
+    with ProgressBar(out=out, dt=0.005), counts:
         assert dask.compute(x, scheduler=functools.partial(ftdag.get, executor=ex)) == (8,)
     text = out.getvalue()
-    percents = {int(p) for p in re.findall(r"\| +(\d+)% Completed", text)}
     assert text.rstrip().endswith("s") and "100% Completed" in text, text
-    assert percents - {0, 100}, f"no progress between 0% and 100% was drawn: {text!r}"
+    assert counts.seen == sorted(counts.seen) and counts.seen[-1] == len(counts.seen) >= 8, counts.seen
 
 
 def test_profiler_records_every_task_like_sync(executor):
@@ -535,15 +546,13 @@ def test_importing_ftdag_does_not_import_dask():
 
 
 def test_a_script_using_the_shared_executor_exits_promptly():
-    started = time.monotonic()
-    proc = _python(
+    proc = _python(  # (its timeout fails the test if the shared executor keeps the script alive)
         "import dask, ftdag\n"
         "def f(x): return x + 1\n"
         "print(dask.delayed(f)(dask.delayed(f)(1)).compute(scheduler=ftdag.get))\n"
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "3"
-    assert time.monotonic() - started < 2 * TIMEOUT
 
 
 def test_missing_dask_names_the_extra(monkeypatch):

@@ -104,9 +104,14 @@ def broken(*args):
     raise Broken("broken on purpose", 42)
 
 
-def sleep_then(seconds: float, value):
-    time.sleep(seconds)
-    return value
+def held_until(path: str, value):
+    """Blocks until the test creates ``path`` (a gate across processes), at most TIMEOUT."""
+    waiter = threading.Event()
+    for _ in range(int(TIMEOUT / 0.01)):
+        if os.path.exists(path):
+            return value
+        waiter.wait(0.01)
+    raise TimeoutError(f"{path} was never created")
 
 
 def set_profile(value: bool) -> None:
@@ -271,15 +276,19 @@ class TestRuns:
         assert (res.stats.failed, res.stats.skipped) == (1, 1)
         assert calls.counts == {"fine": 1}
 
-    def test_timeout_stops_the_run(self, ex):
+    def test_timeout_stops_the_run(self, ex, tmp_path):
+        release = tmp_path / "release"
         b = ftdag.DagBuilder()
         b.add_source("a", 1)
         b.add_task("quick", ["a"], abs)
-        b.add_task("slow", ["a"], functools.partial(sleep_then, 1.0))
+        b.add_task("slow", ["a"], functools.partial(held_until, str(release)))
         b.add_task("later", ["slow"], abs)
-        with pytest.raises(ftdag.RunTimeoutError) as info:
-            ex.run(b.build(), ["quick", "later"], timeout=0.3)
-        assert "later" in info.value.result.skipped
+        try:
+            with pytest.raises(ftdag.RunTimeoutError) as info:
+                ex.run(b.build(), ["quick", "later"], timeout=0.3)
+            assert "later" in info.value.result.skipped
+        finally:
+            release.touch()  # the abandoned "slow" returns on its worker
 
     def test_as_completed(self, ex, tmp_path):
         got = dict(ex.as_completed(diamond(Calls(tmp_path)), ["b", "d", "a"]))
@@ -290,15 +299,18 @@ class TestRuns:
         b = ftdag.DagBuilder()
         b.add_source("a", 1)
         b.add_task("quick", ["a"], abs)
-        b.add_task("slow", ["a"], functools.partial(sleep_then, 3.0))
+        release = tmp_path / "release"
+        b.add_task("slow", ["a"], functools.partial(held_until, str(release)))
         b.add_task("after", ["slow"], calls.task("after", abs))
-        t0 = time.monotonic()
-        for key, value in ex.as_completed(b.build(), ["quick", "after"]):
-            assert (key, value) == ("quick", 1)
-            break
-        assert time.monotonic() - t0 < 2.5  # "slow" was cancelled, not waited for
-        assert ex.run(b.build(), "quick")["quick"] == 1  # usable while "slow" still runs on its worker
-        assert calls.counts == {}
+        try:
+            # "slow" is held until the end of the test: were it waited for, the loop would not end
+            for key, value in ex.as_completed(b.build(), ["quick", "after"]):
+                assert (key, value) == ("quick", 1)
+                break
+            assert ex.run(b.build(), "quick")["quick"] == 1  # usable while "slow" still runs on its worker
+            assert calls.counts == {}
+        finally:
+            release.touch()
 
     @pytest.mark.parametrize("option", ["retries", "cost", "resources"])
     def test_unsupported_task_options_are_named(self, ex, tmp_path, option):
@@ -368,14 +380,16 @@ class TestRuns:
 
 
 def _stamp(path: str, value):
-    time.sleep(0.05)
-    Path(path).touch()
+    """Writes the time it ends (monotonic clocks are one clock across processes on Linux)."""
+    Path(path).write_text(repr(time.monotonic()))
     return value
 
 
 def _require(path: str, value):
-    if not Path(path).exists():
-        raise AssertionError(f"{path} does not exist yet")
+    """Fails unless ``_stamp`` ended before this started."""
+    started = time.monotonic()
+    if not Path(path).exists() or float(Path(path).read_text()) > started:
+        raise AssertionError(f"{path} was not written before this task started")
     return value
 
 
@@ -400,9 +414,11 @@ def test_embedded_cluster_is_owned_and_closed(tmp_path):
     finally:
         ex.close()
     assert client.status == "closed"
-    deadline = time.monotonic() + TIMEOUT
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    waiter = threading.Event()  # the worker processes exit after close(): wait for that, bounded
+    for _ in range(int(TIMEOUT / 0.05)):
+        if not any(_alive(pid) for pid in pids):
+            break
+        waiter.wait(0.05)
     assert not any(_alive(pid) for pid in pids)
 
 
