@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import statistics
 import sys
 import sysconfig
@@ -80,21 +79,12 @@ def spin(loops: int, seed: int) -> int:
     return x
 
 
-def calibrate(tries: int = 5) -> float:
-    """:func:`spin` rounds per millisecond here (best of ``tries`` calls of ~10 ms)."""
-    loops = 1000
-    while True:
-        t0 = time.perf_counter()
-        spin(loops, 1)
-        if time.perf_counter() - t0 >= 0.005:
-            break
-        loops *= 2
-    best = math.inf
-    for _ in range(tries):
-        t0 = time.perf_counter()
-        spin(loops, 1)
-        best = min(best, time.perf_counter() - t0)
-    return loops / (best * 1000)
+def calibrate() -> float:
+    """Rounds of the LCG per ms here, when no ``--spin-per-ms`` is given: ``workloads.calibrate``
+    (the same loop as this script's ``spin``, measured the same way as for the main job)."""
+    from workloads import calibrate as measure
+
+    return measure()
 
 
 # -- the workloads -------------------------------------------------------------------------------

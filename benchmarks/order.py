@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import os
 import sys
 import sysconfig
@@ -107,22 +106,12 @@ def link(loops: int, prev: tuple[int, float]) -> tuple[int, float]:
 # -- measuring -------------------------------------------------------------------------------
 
 
-def calibrate(target_s: float = 0.04, tries: int = 5) -> float:
-    """:func:`spin` rounds per ms in this interpreter (best of ``tries`` calls of about ``target_s``):
-    the fallback when no ``--spin-per-ms`` is given (as ``workloads.calibrate`` measures it)."""
-    loops = 1000
-    while True:  # grow until one call takes long enough to time
-        t0 = time.perf_counter()
-        spin(loops, 1)
-        if time.perf_counter() - t0 >= target_s / 4:
-            break
-        loops *= 4
-    best = math.inf
-    for _ in range(tries):
-        t0 = time.perf_counter()
-        spin(loops, 1)
-        best = min(best, time.perf_counter() - t0)
-    return loops / (best * 1000)
+def calibrate() -> float:
+    """Rounds of the LCG per ms here, when no ``--spin-per-ms`` is given: ``workloads.calibrate``
+    (the same loop as this script's ``spin``, measured the same way as for the main job)."""
+    from workloads import calibrate as measure
+
+    return measure()
 
 
 def _chain_key(k: int) -> tuple[str, int]:
