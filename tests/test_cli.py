@@ -225,8 +225,9 @@ def test_bad_option(workdir, option):
 def test_run_prints_every_sink_without_outputs(workdir):
     proc = ftdag_cli(workdir, "run", "graphs:dag")
     assert proc.returncode == 0, proc
-    # the sinks, in topological order; a str key as it is, any other as its repr
-    assert proc.stdout.splitlines() == ["3 = 10", "d = 30", "('sum', 'eu') = 4"]
+    # the sinks, in topological order (here the order they were added); a str key as it is,
+    # any other as its repr
+    assert proc.stdout.splitlines() == ["d = 30", "('sum', 'eu') = 4", "3 = 10"]
 
 
 def test_run_requested_outputs_parsed_as_keys_or_literals(workdir):
@@ -355,11 +356,11 @@ def test_graph_text(workdir):
     assert proc.stdout.splitlines() == [
         "a (source)",
         "b (source)",
-        "3 <- a",
         "c <- a, b",
         "d <- c",
         "('sum', 'eu') <- a, c",
-        "# 6 nodes: 2 sources, 4 tasks; sinks: 3, d, ('sum', 'eu')",
+        "3 <- a",
+        "# 6 nodes: 2 sources, 4 tasks; sinks: d, ('sum', 'eu'), 3",
     ]
 
 
@@ -369,10 +370,10 @@ def test_graph_text_marks_outputs_and_pruned(workdir):
     assert proc.stdout.splitlines() == [
         "a (source)",
         "b (source)",
-        "3 <- a [output]",
         "c <- a, b [output]",
         "d <- c [pruned]",
         "('sum', 'eu') <- a, c [pruned]",
+        "3 <- a [output]",
         "# 6 nodes: 2 sources, 4 tasks; -o c 3 runs 4, prunes 2: d, ('sum', 'eu')",
     ]
 

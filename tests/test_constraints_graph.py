@@ -568,8 +568,9 @@ class TestBatches:
         b.add_task("w2", [], noop, writes=["y"])
         b.add_task("free", [], noop)
         dag = b.build()
-        # Topological order: s, w1, r2, w2, free, r1 (r1 waits for the source s).  Sources are left out.
-        assert dag.batches() == [["w1", "w2", "free"], ["r2", "r1"]]
+        # Ids follow insertion order (it is topological): r1, w1, r2, w2, free.  Sources are left out.
+        # r1 and r2 read x: one layer; w1 writes x, w2 writes y (which r2 reads): the next one.
+        assert dag.batches() == [["r1", "r2", "free"], ["w1", "w2"]]
         assert dag.batches(["w2", "free"]) == [["w2", "free"]]
 
     def test_unknown_output(self):

@@ -516,6 +516,11 @@ def test_current_task_outside_a_task_raises():
     ({"timeout": "5"}, TypeError, "timeout"),
     ({"cache": 1}, TypeError, "cache"),
     ({"version": 2}, TypeError, "version"),
+    # bools equal to the defaults: add_task's fast path for default options must not take them
+    ({"retries": False}, TypeError, "retries"),
+    ({"retry_delay": False}, TypeError, "retry_delay"),
+    ({"priority": False}, TypeError, "priority"),
+    ({"cost": True}, TypeError, "cost"),
 ])
 def test_invalid_task_options_name_the_task_and_the_argument(kwargs, error, words):
     b = ftdag.DagBuilder()

@@ -32,6 +32,59 @@ def assert_topological(dag):
             assert position[d] < position[k], (d, k)
 
 
+# -- numbering and the flat tables -----------------------------------------------------------------
+
+
+class TestNumbering:
+    def test_ids_follow_insertion_order_when_it_is_topological(self):
+        b = ftdag.DagBuilder()
+        b.add_source("s", 1)
+        b.add_task("x", ["s"], add)
+        b.add_source("t", 2)  # a source after a task: Kahn's algorithm would move it first
+        b.add_task("y", ["t", "x"], add)
+        assert b.build().keys() == ["s", "x", "t", "y"]
+
+    def test_a_graph_added_out_of_order_is_renumbered_topologically(self):
+        dag = diamond()
+        assert_topological(dag)
+        # Kahn's algorithm over insertion order: the nodes with no dependency first, in the order
+        # they were added, then each node once its dependencies are numbered.
+        assert dag.keys() == ["a", "b", "e", "c", "d"]
+        assert dag.dependencies("c") == ("a", "b") and dag.dependencies("d") == ("c",)
+
+    @pytest.mark.parametrize("seed", range(5))
+    def test_tables_agree_with_the_rows(self, seed):
+        """The flat tables hold each node's dependencies as listed (repeats included) and, as
+        their inverse, its dependents with multiplicity, ascending."""
+        rng = random.Random(seed)
+        graph = random_graph(rng, 60, max_deps=4, sources=0.2)
+        keys = list(graph)
+        rng.shuffle(keys)  # added in a random order: build() must renumber
+        b = ftdag.DagBuilder()
+        for k in keys:
+            if graph[k] is None:
+                b.add_source(k, 1)
+            else:
+                b.add_task(k, list(graph[k]), add)
+        dag = b.build()
+        assert_topological(dag)
+        ids = {k: i for i, k in enumerate(dag.keys())}
+        n = len(dag)
+        assert len(dag._dep_start) == len(dag._out_start) == n + 1
+        inverse: list[list[int]] = [[] for _ in range(n)]
+        for k in dag.keys():
+            row = dag._deps[ids[k]]
+            assert row == tuple(ids[d] for d in (graph[k] or ()))
+            for d in row:
+                inverse[d].append(ids[k])
+        assert [list(dag._dependents[i]) for i in range(n)] == inverse
+        assert list(dag._dependents) == [tuple(r) for r in inverse]  # the view iterates the same rows
+        assert dag._next is dag._dependents  # no order edges: the same table
+        with pytest.raises(IndexError):
+            dag._deps[n]
+        assert dag._deps[-1] == dag._deps[n - 1]
+
+
 # -- building and inspecting --------------------------------------------------------------------
 
 

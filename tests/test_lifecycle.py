@@ -354,12 +354,12 @@ def test_a_crashed_thread_stops_its_run(monkeypatch):
     gate, probe = Gate(), ConcurrencyProbe()
     roles: dict = {}
     crasher: list = []
-    real_finish = _threads.ThreadPool._finish
+    real_check_done = _threads.ThreadPool._check_done
 
-    def finish(self, *args):
+    def check_done(self, *args):  # called by every finish after which the thread runs no dependent
         if threading.current_thread().name in crasher:
             raise AssertionError("scheduler bug")
-        return real_finish(self, *args)
+        return real_check_done(self, *args)
 
     def head(key):
         roles[key] = threading.current_thread().name
@@ -380,7 +380,7 @@ def test_a_crashed_thread_stops_its_run(monkeypatch):
         tails.append((c, links - 1))
     dag = b.build()
     with threads(workers, worker_queue_cap=1) as ex:
-        monkeypatch.setattr(_threads.ThreadPool, "_finish", finish)
+        monkeypatch.setattr(_threads.ThreadPool, "_check_done", check_done)
         runner, ran = in_background(ex.run, dag, tails)
         heads = gate.wait_for_arrivals(workers, TIMEOUT)
         doomed = next(k for k in heads if roles[k].startswith("ftdag-worker-"))
@@ -559,14 +559,14 @@ def test_a_crash_before_the_run_is_published_starts_none_of_it(monkeypatch):
     require_main_thread()
     from ftdag import _threads
 
-    real_finish, real_drive = _threads.ThreadPool._finish, _threads.ThreadPool._drive
+    real_check_done, real_drive = _threads.ThreadPool._check_done, _threads.ThreadPool._drive
     gate = Gate()
     started: list = []
 
-    def finish(self, *args):
+    def check_done(self, *args):  # called by every finish after which the thread runs no dependent
         if threading.current_thread().name.startswith("ftdag-worker-"):
             raise AssertionError("scheduler bug")
-        return real_finish(self, *args)
+        return real_check_done(self, *args)
 
     first, _ = independent(3, lambda i: gate.wait(i))
     second, outputs = independent(10, lambda i: started.append(i))
@@ -580,11 +580,11 @@ def test_a_crash_before_the_run_is_published_starts_none_of_it(monkeypatch):
         pool = ex._threads
 
         def drive(self, run, main):
-            gate.open()  # the pool threads' tasks end, and their _finish crashes ...
+            gate.open()  # the pool threads' tasks end, and their finish crashes ...
             pool.wait_for_state(lambda s: pool._crash is not None, TIMEOUT)
             return real_drive(self, run, main)  # ... after run() checked, before publishing
 
-        monkeypatch.setattr(_threads.ThreadPool, "_finish", finish)
+        monkeypatch.setattr(_threads.ThreadPool, "_check_done", check_done)
         monkeypatch.setattr(_threads.ThreadPool, "_drive", drive)
         with pytest.raises(RuntimeError, match="crashed"):
             ex.run(second, outputs)

@@ -420,12 +420,12 @@ def test_auto_warns_once_when_the_gil_came_back_on_a_free_threaded_build(monkeyp
 def test_a_crashed_worker_fails_the_run_instead_of_hanging_it(monkeypatch):
     from ftdag import _threads
 
-    real_finish = _threads.ThreadPool._finish
+    real_check_done = _threads.ThreadPool._check_done
 
-    def broken_finish(self, *args):
+    def broken_check_done(self, *args):
         if threading.current_thread().name.startswith("ftdag-worker-"):
             raise AssertionError("scheduler bug")
-        return real_finish(self, *args)
+        return real_check_done(self, *args)
 
     gate = Gate()
     b = ftdag.DagBuilder()
@@ -435,8 +435,8 @@ def test_a_crashed_worker_fails_the_run_instead_of_hanging_it(monkeypatch):
     dag = b.build()
     with threads(2) as ex:
         assert ex.run(dag, "x")["x"] == 0
-        monkeypatch.setattr(_threads.ThreadPool, "_finish", broken_finish)
-        # y and z run at once, one on the caller and one on the pool thread, whose _finish fails.
+        monkeypatch.setattr(_threads.ThreadPool, "_check_done", broken_check_done)
+        # y and z run at once, one on the caller and one on the pool thread, whose finish fails.
         opener = threading.Thread(target=lambda: (gate.wait_for_arrivals(2, TIMEOUT), gate.open()))
         opener.start()
         with pytest.raises(RuntimeError, match="worker thread crashed") as info:

@@ -470,13 +470,12 @@ class _Run:
 
     def succeeded(self, t: int) -> None:
         plan, ctx = self.plan, self.ctx
-        dag = plan.dag
         self.status[t] = DONE
         self.left -= 1
         value = None
         if ctx is not None and ctx.emit is not None and self.is_output[t]:
             value = self.fetch([t])[0]  # the consumer gets it now
-        plan.finish(t, value, dag._deps[t], dag._next[t])
+        plan.finish(t, value)
         value = None
         if ctx is not None:
             ctx.succeeded(plan, t)

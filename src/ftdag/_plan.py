@@ -21,8 +21,13 @@ Counting conventions, shared by all schedulers:
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+import threading
+from array import array
+from collections.abc import Hashable, Iterable, Sequence
+from itertools import accumulate, compress
+from operator import eq, sub
 
+from ._arrays import INDEX
 from .graph import Dag
 
 _CACHE_SIZE = 64
@@ -41,42 +46,70 @@ class _Template:
 
     Cached on the :class:`~ftdag.Dag` per set of outputs (:func:`_template`) and shared by
     every run of that request, on every thread; a :class:`Plan` copies the mutable counts.
+    Everything per node is a flat ``array('i')`` (:mod:`ftdag._arrays`), so a cached plan
+    costs a few bytes per node and is read by every worker thread without copying.
+
+    What only the parallel backends use, the ready order and the solo links, is computed on
+    first use (:meth:`ranks`, :meth:`links`): a sequential run of a new request does not pay
+    for them.
     """
 
-    __slots__ = ("tasks", "initial", "executed", "remaining", "consumers", "solo", "scheduled", "ordered", "guarded",
-                 "rank", "order")
+    __slots__ = ("dag", "outputs", "tasks", "initial", "executed", "remaining", "consumers", "scheduled", "ordered",
+                 "guarded", "heap", "_rank", "_order", "_solo", "_given", "_lock")
 
     def __init__(self, dag: Dag, output_ids: list[int], given: frozenset[int] = frozenset()) -> None:
-        fns, deps, after = dag._fns, dag._deps, dag._after
-        planned = dag._closure(output_ids, given)
-        n = len(dag._keys)
-        remaining = [NOT_PLANNED] * n
-        consumers = [0] * n
-        for i in output_ids:
-            consumers[i] = 1
-        tasks = []
-        for i in planned:
-            if fns[i] is None or i in given:
-                remaining[i] = 0
-                continue
-            tasks.append(i)
-            count = 0
-            for d in deps[i]:
-                consumers[d] += 1
-                if fns[d] is not None and d not in given:
-                    count += 1
-            if after is not None:  # order-only predecessors count like dependencies, and pass no value
-                for d in after[i]:
+        fns = dag._fns
+        n = len(fns)
+        start, dep_ids, after = dag._dep_start, dag._dep_ids, dag._after
+        outputs = frozenset(output_ids)
+        if not given and _every_sink(dag, outputs):
+            # The whole graph is planned: no closure to walk, and C loops count.  A task's
+            # remaining count is its task dependencies (a running sum of task flags over the
+            # edges, differenced per row) plus its order-only predecessors (never sources).
+            is_task = [fn is not None for fn in fns]
+            planned_count = n
+            tasks = array(INDEX, compress(range(n), is_task))
+            flags = list(accumulate(map(is_task.__getitem__, dep_ids), initial=0))
+            at = flags.__getitem__
+            remaining = array(INDEX, map(sub, map(at, start[1:]), map(at, start[:-1])))
+            if after is not None:
+                for i, ps in enumerate(after):
+                    if ps:
+                        remaining[i] += len(ps)
+            out_start = dag._out_start
+            consumers = array(INDEX, map(sub, out_start[1:], out_start[:-1]))  # every dependent
+        else:
+            planned = dag._closure(output_ids, given)
+            planned_count = len(planned)
+            remaining = array(INDEX, [NOT_PLANNED]) * n
+            consumers = array(INDEX, bytes(4 * n))
+            task_list = []
+            for i in planned:
+                if fns[i] is None or i in given:
+                    remaining[i] = 0
+                    continue
+                task_list.append(i)
+                count = 0
+                for d in dep_ids[start[i]:start[i + 1]]:
+                    consumers[d] += 1
                     if fns[d] is not None and d not in given:
                         count += 1
-            remaining[i] = count
-        self.tasks = tuple(tasks)  # planned task ids, in topological order
-        self.initial = tuple(i for i in tasks if not remaining[i])  # tasks ready at the start
-        self.executed = len(planned)  # planned nodes, sources included (RunStats.executed)
+                if after is not None:  # order-only predecessors count like dependencies, and pass no value
+                    for d in after[i]:
+                        if fns[d] is not None and d not in given:
+                            count += 1
+                remaining[i] = count
+            tasks = array(INDEX, task_list)
+        for i in output_ids:
+            consumers[i] += 1
+        self.dag = dag
+        self.outputs = outputs
+        self.tasks = tasks  # planned task ids, in topological order (an array)
+        # tasks ready at the start, in topological order
+        self.initial = tuple(compress(tasks, [not remaining[t] for t in tasks])) if tasks else ()
+        self.executed = planned_count  # planned nodes, sources included (RunStats.executed)
         self.remaining = remaining  # the counts a run starts from (module docstring)
         self.consumers = consumers  # the counts a run starts from (module docstring)
-        # NO_TASK or the link (no links with given values: such runs have a context, which links nothing)
-        self.solo = solo_links(dag, tasks, remaining, consumers, set(output_ids)) if not given else [NO_TASK] * n
         options = dag._options
         ordered = guarded = scheduled = False
         if options is not None:
@@ -89,17 +122,53 @@ class _Template:
         # No run of this plan is plain (ftdag._context) if a planned task has retries or a
         # timeout (scheduled), a priority or cost (ordered), or resources or access sets (guarded).
         self.scheduled = scheduled or ordered or guarded
-        self.ordered = ordered  # ready tasks start in exactly the order of ``rank``
+        self.ordered = ordered  # ready tasks start in exactly the order of ranks()
         self.guarded = guarded  # some tasks are admitted only when their resources and names are free
-        # The order among ready tasks (ftdag._runstate): rank[t] is planned task t's place in
-        # ``order`` (by priority, then critical path, then id), or None for insertion order,
-        # which is the same when no planned task depends on another and none has a priority.
-        self.rank: list[int] | None = None
-        self.order: list[int] | None = None
-        if ordered or len(self.initial) < len(tasks):
-            self.order, self.rank = ready_order(dag, tasks, remaining)
+        # Whether ready tasks are taken by rank (ftdag._runstate.ReadyHeap), else in insertion
+        # order, which is the same when no planned task depends on another and none has a priority.
+        self.heap = ordered or len(self.initial) < len(tasks)
+        self._rank: array | None = None
+        self._order: array | None = None
+        self._solo: array | None = None
+        self._given = given
+        self._lock = threading.Lock()
 
-def ready_order(dag: Dag, tasks: list[int], remaining: list[int]) -> tuple[list[int], list[int]]:
+    def ranks(self) -> tuple[array, array]:
+        """``(order, rank)`` of :func:`ready_order` for this plan, computed once."""
+        if self._order is None:
+            with self._lock:
+                if self._order is None:
+                    order, rank = ready_order(self.dag, self.tasks, self.remaining)
+                    self._rank = rank
+                    self._order = order
+        return self._order, self._rank  # type: ignore[return-value]
+
+    def links(self) -> array:
+        """``solo`` of :func:`solo_links` for this plan (all ``NO_TASK`` when values were given:
+        such runs have a context, which links nothing), computed once."""
+        if self._solo is None:
+            with self._lock:
+                if self._solo is None:
+                    self._solo = (
+                        solo_links(self.dag, self.tasks, self.remaining, self.consumers, self.outputs)
+                        if not self._given else array(INDEX, [NO_TASK]) * len(self.remaining)
+                    )
+        return self._solo
+
+
+def _every_sink(dag: Dag, outputs: frozenset[int]) -> bool:
+    """Whether ``outputs`` holds every sink of ``dag`` (a node nothing runs after), so that a
+    plan for them is the whole graph: every node is an ancestor of some sink."""
+    out_start, followers = dag._out_start, dag._followers
+    if len(outputs) < len(out_start) - 1:
+        ends = compress(range(len(out_start) - 1), map(eq, out_start[1:], out_start[:-1]))  # no dependent
+        if followers is None:
+            return all(map(outputs.__contains__, ends))
+        return all(i in outputs for i in ends if not followers[i])
+    return True
+
+
+def ready_order(dag: Dag, tasks: Sequence[int], remaining: array) -> tuple[array, array]:
     """The order in which ready tasks start, as dask orders them: higher ``priority`` first,
     then the longer *critical path* (the largest sum of ``cost`` along a path from the task to
     the end of the plan, its own cost included), then the smaller id (insertion order).
@@ -107,31 +176,38 @@ def ready_order(dag: Dag, tasks: list[int], remaining: list[int]) -> tuple[list[
     Returns ``(order, rank)``: the planned tasks in that order, and each task's place in it
     by id (-1 outside the plan).
     """
-    options, nxt = dag._options, dag._next
-    path = [0.0] * len(remaining)
-    for t in reversed(tasks):  # ids are topological: a task's dependents come first here
-        o = options[t] if options is not None else None
-        longest = 0.0
-        for u in nxt[t]:
-            if remaining[u] >= 0 and path[u] > longest:  # a planned dependent (data or order)
-                longest = path[u]
-        path[t] = longest + (1.0 if o is None else o.cost)
-    priority = [0] * len(remaining)
-    if options is not None:
+    options, start, nxt = dag._options, dag._next_start, dag._next_ids
+    n = len(remaining)
+    # path[u] stays 0 for a node outside the plan, so taking the max over every dependent
+    # (data or order) is the max over the planned ones; every planned path is > 0.
+    path: list[float] = [0] * n
+    get = path.__getitem__
+    if options is None:
+        for t in reversed(tasks):  # ids are topological: a task's dependents come first here
+            path[t] = max(map(get, nxt[start[t]:start[t + 1]]), default=0) + 1
+    else:
+        for t in reversed(tasks):
+            o = options[t]
+            path[t] = max(map(get, nxt[start[t]:start[t + 1]]), default=0) + (1.0 if o is None else o.cost)
+    if options is not None and any(o is not None and o.priority for o in options):
+        priority = [0] * n
         for t in tasks:
             o = options[t]
             if o is not None:
                 priority[t] = o.priority
-    order = sorted(tasks, key=lambda t: (-priority[t], -path[t], t))
-    rank = [-1] * len(remaining)
-    for place, t in enumerate(order):
+        order_list = sorted(tasks, key=lambda t: (-priority[t], -path[t], t))
+    else:  # tasks ascend, and a stable sort keeps ties in that order even when reversed
+        order_list = sorted(tasks, key=get, reverse=True)
+    order = array(INDEX, order_list)
+    rank = array(INDEX, [-1]) * n
+    for place, t in enumerate(order_list):
         rank[t] = place
     return order, rank
 
 
 def solo_links(
-    dag: Dag, tasks: list[int], remaining: list[int], consumers: list[int], outputs: set[int]
-) -> list[int]:
+    dag: Dag, tasks: Sequence[int], remaining: array, consumers: array, outputs: frozenset[int]
+) -> array:
     """``solo[t] = u`` where ``t -> u`` is a *solo link*, else ``NO_TASK``.
 
     This is the one definition of a solo link.  ``t -> u`` is one when ``u`` is ``t``'s only
@@ -143,13 +219,14 @@ def solo_links(
     ``t``'s result, drop its inputs and run ``u`` without touching any shared count (the
     thread backend's invariant I7).
     """
-    fns, deps, dependents, followers = dag._fns, dag._deps, dag._dependents, dag._followers
-    solo = [NO_TASK] * len(fns)
+    fns, followers = dag._fns, dag._followers
+    start, dep_ids, out_start, out_ids = dag._dep_start, dag._dep_ids, dag._out_start, dag._out_ids
+    solo = array(INDEX, [NO_TASK]) * len(fns)
     for t in tasks:
         if consumers[t] != 1 or t in outputs or (followers is not None and followers[t]):
             continue  # (a task with order-only followers must count them down: no link)
-        u = next(u for u in dependents[t] if remaining[u] >= 0)  # the planned consumer
-        if remaining[u] == 1 and all(fns[d] is None or consumers[d] == 1 for d in deps[t]):
+        u = next(u for u in out_ids[out_start[t]:out_start[t + 1]] if remaining[u] >= 0)  # the planned consumer
+        if remaining[u] == 1 and all(fns[d] is None or consumers[d] == 1 for d in dep_ids[start[t]:start[t + 1]]):
             solo[t] = u
     return solo
 
@@ -182,24 +259,22 @@ class Plan:
         if given:
             for i, value in given.items():
                 self.values[i] = value
-        self.remaining = template.remaining.copy()
-        self.consumers = template.consumers.copy()
+        self.remaining = template.remaining[:]  # (array slices copy)
+        self.consumers = template.consumers[:]
 
-    def finish(
-        self, task: int, result: object, deps: tuple[int, ...], dependents: tuple[int, ...],
-        garbage: list[object] | None = None,
-    ) -> list[int]:
+    def finish(self, task: int, result: object, garbage: list[object] | None = None) -> list[int]:
         """Record that ``task`` returned ``result``; return the dependents it made ready, in order.
 
         Drops every input whose last consumer ``task`` was; with ``garbage``, the dropped values
         are moved there instead of being freed here, so that a caller holding a lock can free
-        them (and run their finalizers) after releasing it.  ``deps`` and ``dependents`` are
-        ``task``'s rows of the graph (passed in so that a backend can use its own copies).
-        Not thread-safe: the thread backend calls it under its lock.
+        them (and run their finalizers) after releasing it.  Not thread-safe: the thread
+        backend calls it under its lock.
         """
+        dag = self.dag
+        start, nxt_start = dag._dep_start, dag._next_start
         values, consumers = self.values, self.consumers
         values[task] = result
-        for d in deps:
+        for d in dag._dep_ids[start[task]:start[task + 1]]:
             left = consumers[d] - 1
             consumers[d] = left
             if not left:
@@ -208,7 +283,7 @@ class Plan:
                 values[d] = None
         remaining = self.remaining
         made = []
-        for u in dependents:
+        for u in dag._next_ids[nxt_start[task]:nxt_start[task + 1]]:
             left = remaining[u] - 1
             remaining[u] = left
             if not left:
@@ -221,21 +296,21 @@ class Plan:
         ``NOT_PLANNED`` so they never become ready, and drops the inputs that only they and
         ``task`` still needed (into ``garbage`` if given).  Not thread-safe, like :meth:`finish`."""
         dag = self.dag
-        deps, dependents = dag._deps, dag._next
+        start, dep_ids, nxt_start, nxt_ids = dag._dep_start, dag._dep_ids, dag._next_start, dag._next_ids
         values, consumers, remaining = self.values, self.consumers, self.remaining
         skipped = []
         stack = [task]
         remaining[task] = NOT_PLANNED
         while stack:
             t = stack.pop()
-            for d in deps[t]:
+            for d in dep_ids[start[t]:start[t + 1]]:
                 left = consumers[d] - 1
                 consumers[d] = left
                 if not left:
                     if garbage is not None:
                         garbage.append(values[d])
                     values[d] = None
-            for u in dependents[t]:
+            for u in nxt_ids[nxt_start[t]:nxt_start[t + 1]]:
                 if remaining[u] > 0:  # planned, waiting: now it never will run
                     remaining[u] = NOT_PLANNED
                     skipped.append(u)

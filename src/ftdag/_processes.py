@@ -340,7 +340,7 @@ class ProcessPool:
         if status == OK:
             if run.stopped:
                 return
-            made = run.plan.finish(task, payload, run.deps[task], run.dependents[task])
+            made = run.plan.finish(task, payload)
             run.pending -= 1
             ready = run.ready
             if made:
@@ -431,7 +431,7 @@ class ProcessPool:
                 self._settle(run, ctx, task, ctx.failure(run.plan, task, err.__cause__ or err, err, retryable=False))
                 return
         _report(ctx, run.keys[task], w.index, elapsed, None)
-        made = run.plan.finish(task, result, run.deps[task], run.dependents[task])
+        made = run.plan.finish(task, result)
         ctx.succeeded(run.plan, task)
         run.pending -= 1
         if made and not run.stopped:

@@ -49,7 +49,7 @@ lock; processes: the caller's thread), so nothing here locks.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ._plan import Plan, _Template
 
@@ -86,11 +86,11 @@ class ReadyHeap(list[int]):
 
     __slots__ = ("rank", "order")
 
-    rank: list[int]  # by task id: its place in order
-    order: list[int]  # task ids, best first
+    rank: Sequence[int]  # by task id: its place in order
+    order: Sequence[int]  # task ids, best first
 
     @classmethod
-    def start(cls, initial: Iterable[int], rank: list[int], order: list[int]) -> ReadyHeap:
+    def start(cls, initial: Iterable[int], rank: Sequence[int], order: Sequence[int]) -> ReadyHeap:
         self = cls(rank[t] for t in initial)
         heapq.heapify(self)
         self.rank, self.order = rank, order
@@ -114,7 +114,7 @@ def direct_order(template: _Template, workers: int) -> bool:
     queued at the workers and no chain links: when a planned task has a priority or a cost
     (ordered) or resources or access sets (guarded), and when the order is a heap and there
     is one worker, so that a single worker starts tasks exactly in the ready order."""
-    return template.ordered or template.guarded or (template.rank is not None and workers == 1)
+    return template.ordered or template.guarded or (template.heap and workers == 1)
 
 
 class RunState:
@@ -127,10 +127,11 @@ class RunState:
         self.plan = plan
         self.values = plan.values  # by node id: a source's value, a finished task's result, or None
         template = plan.template
-        self.ready: ReadyStack | ReadyHeap = (
-            ReadyStack.start(plan.initial) if template.rank is None
-            else ReadyHeap.start(plan.initial, template.rank, template.order)  # type: ignore[arg-type]
-        )
+        if template.heap:
+            order, rank = template.ranks()
+            self.ready: ReadyStack | ReadyHeap = ReadyHeap.start(plan.initial, rank, order)
+        else:
+            self.ready = ReadyStack.start(plan.initial)
         self.bound = bound  # in_flight never exceeds it
         self.in_flight = 0  # tasks queued at or running on workers
         self.pending = len(plan.tasks)  # planned tasks not yet finished successfully

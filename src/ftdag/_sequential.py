@@ -30,10 +30,10 @@ def run_plan(plan: Plan, ctx: RunContext | None = None) -> dict[str, int]:
     if ctx is not None:
         return _run_with_context(plan, ctx)
     dag = plan.dag
-    fns, deps, keys = dag._fns, dag._deps, dag._keys
+    fns, start, dep_ids, keys = dag._fns, dag._dep_start, dag._dep_ids, dag._keys
     values, consumers = plan.values, plan.consumers
     for i in plan.tasks:  # ids are topological, so every dependency is already computed
-        ds = deps[i]
+        ds = dep_ids[start[i]:start[i + 1]]
         try:
             values[i] = fns[i](*[values[d] for d in ds])
         except Exception as exc:
@@ -59,7 +59,7 @@ def _run_with_context(plan: Plan, ctx: RunContext) -> dict[str, int]:
     """One worker running the shared model (module docstring); the caller raises from ``ctx``."""
     state = RunState(plan, 1)
     dag = plan.dag
-    fns, deps, dependents = dag._fns, dag._deps, dag._next  # (data dependents, then order followers)
+    fns, deps = dag._fns, dag._deps
     values, ready = plan.values, state.ready
     stopped = lambda: state.stopped or ctx.halted()
     woken = threading.Event()
@@ -95,7 +95,7 @@ def _run_with_context(plan: Plan, ctx: RunContext) -> dict[str, int]:
                 elif action == CONTINUE:
                     state.pending -= ctx.settled
                 continue
-            made = plan.finish(task, result, ds, dependents[task])
+            made = plan.finish(task, result)
             result = None
             ctx.succeeded(plan, task)
             state.pending -= 1

@@ -48,8 +48,9 @@ slot with nothing queued takes it directly, or ``running -> running`` on the sam
 the thread that finishes a task starts the first dependent it made ready itself, so a
 chain never bounces between threads.
 
-Invariants (each is kept under ``_lock`` by ``_dispatch``, ``_take``, ``_finish`` and
-``_stop``, the only code that changes run state, except the solo links of I7):
+Invariants (each is kept under ``_lock`` by ``_dispatch``, ``_take``, ``_finish`` (inlined
+for plain runs in ``_serve``'s critical section) and ``_stop``, the only code that changes run
+state, except the solo links of I7 and a quick slot's own pops of I9):
 
 I1. ``in_flight <= bound``, where ``bound = min(max_in_flight, workers * (cap + 1))``:
     ``_dispatch`` and ``_take`` add to it only below the bound; ``_finish`` replaces the
@@ -82,6 +83,19 @@ I8. In a guarded run, a task runs only while admitted: ``_admit_next`` admits it
     critical section in which a slot takes it, and ``_finish_with_context`` releases it
     before anything else (ftdag._admission keeps A1-A3).  A task that was not admitted holds
     no slot and no in-flight count (I1), and is back in ``ready`` after the next release.
+I9. A quick slot runs its own queue without the lock.  In a plain run, when the tasks a slot
+    ran since its last critical section took under ``_QUICK_S`` each on average, the slot
+    takes its next task from ``queues[w]`` with the deque's own atomic pop, without
+    ``_lock``, and records the tasks it finished (their results, counts and ready
+    dependents) all at once at its next critical section, in the order they ran.  Thieves
+    pop the other end under the lock, so each queued task is taken by one thread (a pop that
+    loses the race finds the deque empty and moves on); a task moving from the queue to
+    running stays in ``in_flight``, so I1 and I2 are untouched; and nothing about a finished
+    task is visible to other threads before its record, so I3 to I5 hold as written.  What
+    it costs: a finished task's dependents become ready up to ``cap`` tasks later, and only
+    while tasks are quick; and, as in a solo chain, a slot may start the queued task it was
+    about to take as the run stops (I6).  A lock round-trip then serves up to ``cap + 1``
+    tasks, which is what keeps wide graphs of tiny tasks near the sequential cost.
 
 No code polls or sleeps: a pool thread waits on ``_wake`` only after ``_take`` found nothing
 under the lock, and the caller sets ``caller_waiting`` in that same critical section;
@@ -106,11 +120,14 @@ task, and those see ``stopped``.  Because the caller never waits on ``_lock`` th
 
 Hot path
 --------
-Threads index lists by node id; they never hash keys.  Each pool thread reads the graph's id
-structure (``deps``, ``dependents``, ``solo``) from its own copy (:class:`_Graph`), because
-on free-threaded CPython touching tuples and ints that another thread created costs an
-atomic reference-count operation each time.  The caller reads the graph's own tuples: it is
-usually the thread that built them.
+Threads index by node id; they never hash keys.  They read the graph's edges, the plan's
+counts and the solo links from flat ``array('i')`` tables (:mod:`ftdag._arrays`): reading
+an element creates the int in the reading thread, so no thread touches reference counts of
+ints another thread created (an atomic operation on free-threaded CPython), and nothing is
+copied per thread.  In a plain run (no context, not direct) :meth:`ThreadPool._serve` does
+``_finish``'s work for a task that succeeded inline, with the same transitions, and a thread
+that dropped values frees them after the lock and reports that (``freeing``) at its next
+critical section: one lock round-trip per task.
 
 Runs
 ----
@@ -124,15 +141,17 @@ task of this pool it only marks the pool closing, and the threads exit once the 
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # signal's C functions: signal.signal() converts enums, 5x the cost
-import pickle
 import signal
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
+from time import perf_counter
 from typing import Any, NamedTuple
 
 from ._admission import Admission
+from ._arrays import INDEX
 from ._attempt import SaveFailed, attempts
 from ._context import CONTINUE, RETRY_NOW, STOP, RunContext, TaskContext, register_frame, thread_state
 from ._plan import NO_TASK, Plan
@@ -144,7 +163,7 @@ _local = thread_state  # .pool: see current_pool()
 _main_ident = threading.main_thread().ident  # signals reach this thread only
 _SIGINT = int(signal.SIGINT)
 _SIGNAL_SLICE_S = 0.05  # the main thread's wait slice: how late a racing Ctrl-C may be seen
-_GRAPHS_KEPT = 4  # per-thread copies of graph ids kept (one per recently run plan template)
+_QUICK_S = 20e-6  # a task quicker than this, on average over a stretch, is quick (I9)
 
 
 def current_pool() -> ThreadPool | None:
@@ -175,7 +194,7 @@ class _Run(RunState):
 
     __slots__ = (
         "fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals", "ctx",
-        "no_solo", "fifo", "direct", "admission",
+        "solo", "plain", "fifo", "direct", "admission",
     )
 
     def __init__(
@@ -191,9 +210,11 @@ class _Run(RunState):
         # only when it is about to run (see ftdag._runstate).
         self.direct = direct_order(template, workers)
         self.admission = admission
-        self.fifo = template.rank is not None  # a slot runs its own queue oldest first: in ready order
-        # Solo links off: a run with a context, or a direct one, links nothing.
-        self.no_solo = None if ctx is None and not self.direct else [NO_TASK] * len(plan.values)
+        self.fifo = template.heap  # a slot runs its own queue oldest first: in ready order
+        # The solo links (I7): none in a run with a context, or a direct one.
+        self.solo = template.links() if ctx is None and not self.direct else _no_links(len(plan.values))
+        # Whether _serve finishes a successful task inline (module docstring "Hot path").
+        self.plain = ctx is None and not self.direct
         self.fns: Sequence[Callable[..., Any] | None] = plan.dag._fns  # by node id; None for a source
         if ctx is not None:  # each task's function wrapped in its attempt: context, timeout, store
             self.fns = attempts(ctx, plan, self.halted)
@@ -268,26 +289,6 @@ class _Interrupts:
             _signal.signal(_SIGINT, self.previous)
 
 
-class _Graph:
-    """A pool thread's own copy of a plan's read-only id structure: ``deps``, ``dependents``, ``solo``.
-
-    On free-threaded CPython a reference-count change on an object that another thread
-    created is an atomic operation.  The id tuples and ints of a graph are created by the
-    thread that built it, and reading them from a worker made a chain of no-op tasks ~45%
-    slower than the same loop on the builder's thread (measured on 3.13t).  So each pool
-    thread unpickles its own copy, owning every tuple and int in it, once per plan template,
-    and keeps the last few (``_GRAPHS_KEPT``).  Functions are shared as they are: calling one
-    from another thread showed no such cost.
-    """
-
-    __slots__ = ("template", "ids")
-
-    def __init__(self, plan: Plan) -> None:
-        self.template = plan.template  # identifies the plan template the copy is of
-        ids = (plan.dag._deps, plan.dag._next, plan.template.solo)
-        self.ids = pickle.loads(pickle.dumps(ids, pickle.HIGHEST_PROTOCOL))  # (deps, next, solo)
-
-
 class ThreadPool:
     """``max_workers`` worker slots, the caller's included, that execute plans; see the module docstring."""
 
@@ -310,7 +311,6 @@ class ThreadPool:
         # starts leaves nothing unknown: _start_threads replaces what is not running on the next
         # run, and a replaced thread that started after all exits at once (_work).
         self._threads: list[threading.Thread | None] = [None] * self._caller_slot
-        self._graphs: list[list[_Graph]] = [[] for _ in range(self._caller_slot)]  # thread w's own
 
     # -- the caller's side ----------------------------------------------------------------------
 
@@ -363,8 +363,6 @@ class ThreadPool:
     def _drive(self, run: _Run, main: bool) -> None:
         """The caller's loop: run tasks as slot ``_caller_slot`` until ``run`` is over."""
         lock, c = self._lock, self._caller_slot
-        dag = run.plan.dag
-        ids = (dag._deps, dag._next, run.plan.template.solo if run.no_solo is None else run.no_solo)
         garbage: list[Any] = []
         slice_s = _SIGNAL_SLICE_S if main else -1
         ctrl_c = (KeyboardInterrupt,) if main else ()  # what abandons the run when a task raises it
@@ -380,7 +378,7 @@ class ThreadPool:
             if run.interrupted:
                 raise KeyboardInterrupt  # the handler stopped the run; a finalizer swallowed the raise
             if task != NO_TASK:
-                over = self._serve(c, run, task, ids, garbage, ctrl_c, True)
+                over = self._serve(c, run, task, garbage, ctrl_c, True)
                 task = NO_TASK
                 continue
             bell = run.bell
@@ -513,10 +511,7 @@ class ThreadPool:
                 run, task = self._next(w)
             if run is None:
                 return
-            ids = self._graph(w, run).ids
-            if run.no_solo is not None:
-                ids = (ids[0], ids[1], run.no_solo)
-            self._serve(w, run, task, ids, garbage, (), False)
+            self._serve(w, run, task, garbage, (), False)
             run = None  # hold nothing of a finished run while idle
 
     def _next(self, w: int) -> tuple[_Run | None, int]:
@@ -542,8 +537,7 @@ class ThreadPool:
             self._idle -= 1
 
     def _serve(
-        self, w: int, run: _Run, task: int, ids: tuple, garbage: list[Any],
-        ctrl_c: tuple[type[BaseException], ...], caller: bool,
+        self, w: int, run: _Run, task: int, garbage: list[Any], ctrl_c: tuple[type[BaseException], ...], caller: bool,
     ) -> bool:
         """Run ``task`` on this thread, then whatever ``_finish`` and ``_take`` hand slot ``w``
         next, until there is nothing; every reference to the run dies with this frame.
@@ -552,20 +546,36 @@ class ThreadPool:
         is the caller on the main thread, else nothing).  For the ``caller``, when nothing is
         left its idle step (:meth:`_caller_idle`) is taken in the same critical section, and
         its answer, whether the run is over, is returned.
+
+        In a plain run, a task that succeeded is finished here, inline: the same transitions as
+        ``_finish`` (``Plan.finish``, then its first ready dependent runs next on this thread in
+        the task's place, the others go to ``ready``), without the calls, which cost more than
+        the work on free-threaded CPython.  Values dropped meanwhile are freed after the lock,
+        and the ``freeing`` count they hold is given back at the next critical section.
         """
         lock = self._lock
-        fns, values = run.fns, run.values
-        deps, dependents, solo = ids
+        fns, values, solo, plain = run.fns, run.values, run.solo, run.plain
+        dag = run.plan.dag
+        start, dep_ids, nxt_start, nxt_ids = dag._dep_start, dag._dep_ids, dag._next_start, dag._next_ids
+        consumers, remaining, ready, own = run.plan.consumers, run.plan.remaining, run.ready, run.queues[w]
+        take_own = own.popleft if run.fifo else own.pop
+        no_task = NO_TASK
+        freed = False  # garbage was freed after the last critical section: freeing is one too high
+        done: list[int] = []  # plain runs: tasks that succeeded since the last critical section
+        results: list[Any] = []  # and their results
+        solos = 0  # solo links run since the last critical section (I7)
+        quick = False  # the tasks of the last stretch were quick: run own queued tasks without the lock (I9)
+        began = perf_counter()  # when the last critical section began (one clock read per section)
         while True:
-            solos = 0
             error = None
             while True:
-                ds = deps[task]
+                a = start[task]
+                b = start[task + 1]
                 try:
                     # One dependency is the common case (chains, maps); skip the argument list.
                     result = (
-                        fns[task](values[ds[0]]) if len(ds) == 1  # type: ignore[misc]
-                        else fns[task](*[values[d] for d in ds])  # type: ignore[misc]
+                        fns[task](values[dep_ids[a]]) if b - a == 1  # type: ignore[misc]
+                        else fns[task](*[values[d] for d in dep_ids[a:b]])  # type: ignore[misc]
                     )
                 except ctrl_c:
                     raise  # Ctrl-C in a task the main thread runs: abandon the run (module docstring)
@@ -573,43 +583,103 @@ class ThreadPool:
                     error, result = exc, None
                     break
                 nxt = solo[task]
-                if nxt == NO_TASK or run.stopped:
+                if nxt == no_task or run.stopped:
                     break
                 # A solo link (I7): nobody else reads or writes these slots or counts.
                 values[task] = result
-                for d in ds:
+                for d in dep_ids[a:b]:
                     if fns[d] is not None:
                         values[d] = None
                 solos += 1
                 task = nxt
+            if plain and error is None:
+                done.append(task)
+                results.append(result)
+                result = None
+                if quick and own and not run.stopped:  # I9: the next task this slot already holds
+                    try:
+                        task = take_own()
+                    except IndexError:  # stolen meanwhile (thieves hold the lock, this side does not)
+                        pass
+                    else:
+                        continue
             over = False
             with lock:
-                task = self._finish(run, w, task, result, error, solos, deps[task], dependents[task], garbage)
-                if task == NO_TASK:
+                if freed:
+                    run.freeing -= 1
+                    freed = False
+                if done:
+                    # _finish inline for the tasks in done (the docstring): Plan.finish each, with the
+                    # dropped values to garbage (I5); the first dependent made ready runs next here.
+                    n = len(done)
+                    now = perf_counter()
+                    quick = now - began < _QUICK_S * (n + solos)
+                    began = now
+                    run.in_flight -= n
+                    made = no_task
+                    if run.stopped:
+                        garbage.extend(results)  # results nobody will read: freed after the lock too
+                    else:
+                        more = None
+                        for t, r in zip(done, results):
+                            values[t] = r
+                            for d in dep_ids[start[t]:start[t + 1]]:
+                                left = consumers[d] - 1
+                                consumers[d] = left
+                                if not left:
+                                    garbage.append(values[d])
+                                    values[d] = None
+                            for u in nxt_ids[nxt_start[t]:nxt_start[t + 1]]:
+                                left = remaining[u] - 1
+                                remaining[u] = left
+                                if not left:
+                                    if made == no_task:
+                                        made = u
+                                    elif more is None:
+                                        more = [u]
+                                    else:
+                                        more.append(u)
+                        r = None
+                        run.pending -= n + solos
+                        if error is not None and made != no_task:  # task failed: nothing runs next here
+                            more = [made] if more is None else [made, *more]
+                            made = no_task
+                        if more is not None:
+                            ready.push(more)
+                    done.clear()
+                    results.clear()
+                    solos = 0
+                    if garbage:
+                        run.freeing += 1
+                    if made != no_task:
+                        run.in_flight += 1
+                        task = made  # runs next here, in a finished task's place (I1)
+                        if ready and run.in_flight < run.bound:  # (else _dispatch would move nothing)
+                            self._dispatch(run, w)
+                    elif error is None:
+                        self._check_done(run)
+                        task = no_task
+                if error is not None or not plain:
+                    quick = False
+                    task = self._finish(run, w, task, result, error, solos, garbage)
+                    solos = 0
+                if task == no_task:
                     task = self._take(run, w)
-                    if task == NO_TASK and caller and not garbage:
-                        over = self._caller_idle(run)
+                if task == no_task and caller and not garbage:
+                    over = self._caller_idle(run)
             result = error = None
             if garbage:  # freed here, outside the lock (I5); the run is not done before that
                 garbage.clear()
-                with lock:
-                    run.freeing -= 1
-                    self._check_done(run)
-                    if task == NO_TASK and caller:
-                        over = self._caller_idle(run)
-            if task == NO_TASK:
+                if task != no_task:
+                    freed = True  # given back at the next critical section
+                else:
+                    with lock:
+                        run.freeing -= 1
+                        self._check_done(run)
+                        if caller:
+                            over = self._caller_idle(run)
+            if task == no_task:
                 return over
-
-    def _graph(self, w: int, run: _Run) -> _Graph:
-        """Pool thread ``w``'s own copy of ``run``'s id structure (only thread ``w`` touches ``_graphs[w]``)."""
-        kept = self._graphs[w]
-        for graph in kept:
-            if graph.template is run.plan.template:
-                return graph
-        graph = _Graph(run.plan)
-        kept.insert(0, graph)
-        del kept[_GRAPHS_KEPT:]
-        return graph
 
     # -- transitions (all called with _lock held) -----------------------------------------------
 
@@ -676,8 +746,11 @@ class ThreadPool:
             for k in range(1, n):
                 q = queues[(w + k) % n]
                 if q:
+                    try:
+                        task = q.popleft()
+                    except IndexError:  # its slot took the last one meanwhile, without the lock (I9)
+                        continue
                     run.steals += 1
-                    task = q.popleft()
                     break
             else:
                 if not run.ready or run.in_flight >= run.bound:
@@ -697,7 +770,7 @@ class ThreadPool:
 
     def _finish(
         self, run: _Run, w: int, task: int, result: object, error: BaseException | None, solos: int,
-        deps: tuple[int, ...], dependents: tuple[int, ...], garbage: list[Any],
+        garbage: list[Any],
     ) -> int:
         """Record that ``task`` ended (after ``solos`` solo links, I7); return a dependent for
         slot ``w`` to run next, or ``NO_TASK``.  Dropped values go to ``garbage`` (I5)."""
@@ -705,13 +778,13 @@ class ThreadPool:
         if solos:
             run.pending -= solos
         if run.ctx is not None:
-            return self._finish_with_context(run, w, task, result, error, deps, dependents, garbage)
+            return self._finish_with_context(run, w, task, result, error, garbage)
         if error is not None:
             if run.error is None:
                 run.error = (task, error)
             self._stop(run)
         elif not run.stopped:
-            made = run.plan.finish(task, result, deps, dependents, garbage)
+            made = run.plan.finish(task, result, garbage)
             run.pending -= 1
             if garbage:
                 run.freeing += 1
@@ -734,8 +807,7 @@ class ThreadPool:
         return NO_TASK
 
     def _finish_with_context(
-        self, run: _Run, w: int, task: int, result: object, error: BaseException | None,
-        deps: tuple[int, ...], dependents: tuple[int, ...], garbage: list[Any],
+        self, run: _Run, w: int, task: int, result: object, error: BaseException | None, garbage: list[Any],
     ) -> int:
         """:meth:`_finish` for a run with a context: its failure policy decides (ftdag._context)."""
         ctx = run.ctx
@@ -766,7 +838,7 @@ class ThreadPool:
                     self._wake.notify()
                 _ring(run)
         else:  # it completed, even if the run was stopped meanwhile (its result is reported)
-            made = run.plan.finish(task, result, deps, dependents, garbage)
+            made = run.plan.finish(task, result, garbage)
             ctx.succeeded(run.plan, task)
             run.pending -= 1
             if run.stopped or ctx.halted():
@@ -826,6 +898,11 @@ class ThreadPool:
             run.ctx.drop_timers()
         if run.admission is not None:
             run.admission.blocked.clear()
+
+
+def _no_links(n: int) -> array:
+    """A solo table with no link."""
+    return array(INDEX, [NO_TASK]) * n
 
 
 def _admit_next(run: _Run, admission: Admission) -> int:

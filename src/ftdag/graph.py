@@ -17,25 +17,28 @@ edge: every dependency, and every node a node must run after, has a smaller id. 
 from __future__ import annotations
 
 import threading
+from array import array
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from itertools import accumulate, chain, repeat
+from operator import lt
 from typing import Any
 
 from . import _constraints, _pictures
+from ._arrays import INDEX, MAX_IDS, Rows, table, transpose
 from ._keywords import KeywordCalls, keyword_deps
 from ._options import TaskOptions, task_options
 from .errors import CycleError, DuplicateKeyError, EmptyGraphError, MissingDependencyError, UnknownKeyError
 
 __all__ = ["Dag", "DagBuilder"]
 
-_SOURCE = object()  # marks a source in DagBuilder._nodes (its "deps")
+_RETRY_ON = (Exception,)  # add_task's default retry_on
+# add_task's option arguments when every one is its default (see add_task's fast path)
+_DEFAULT_OPTIONS = (0, _RETRY_ON, 0.0, None, True, None, 0, 1.0, None, None, None, None, None, None, None)
 
 
-def _check_hashable(what: str, key: object) -> None:
-    try:
-        hash(key)
-    except TypeError:
-        raise TypeError(f"{what} must be hashable, got {type(key).__name__}: {key!r}") from None
+def _not_hashable(what: str, key: object) -> TypeError:
+    return TypeError(f"{what} must be hashable, got {type(key).__name__}: {key!r}")
 
 
 class DagBuilder:
@@ -47,18 +50,27 @@ class DagBuilder:
     """
 
     def __init__(self) -> None:
-        # key -> (deps tuple | _SOURCE, fn | None, value)
-        self._nodes: dict[Hashable, tuple[Any, Callable[..., Any] | None, Any]] = {}
+        # The nodes by insertion index: key -> index, and by index its dependencies (keys;
+        # () for a source), its function (None for a source) and its value (None for a task).
+        self._nodes: dict[Hashable, int] = {}
+        self._deps: list[tuple[Hashable, ...]] = []
+        self._fns: list[Callable[..., Any] | None] = []
+        self._values: list[Any] = []
         self._options: dict[Hashable, TaskOptions] = {}  # the tasks that have options (ftdag._options)
         self._barriers: list[int] = []  # per add_barrier() call, how many nodes had been added
         self._keyword_calls = KeywordCalls()  # keyword tasks' adapters, one per (fn, names)
 
     def add_source(self, key: Hashable, value: Any) -> None:
         """Add a node whose value is ``value``."""
-        _check_hashable("source key", key)
-        if key in self._nodes:
-            raise DuplicateKeyError(key)
-        self._nodes[key] = (_SOURCE, None, value)
+        try:
+            if key in self._nodes:
+                raise DuplicateKeyError(key)
+        except TypeError:
+            raise _not_hashable("source key", key) from None
+        self._nodes[key] = len(self._deps)
+        self._deps.append(())
+        self._fns.append(None)
+        self._values.append(value)
 
     def add_task(
         self,
@@ -67,7 +79,7 @@ class DagBuilder:
         fn: Callable[..., Any],
         *,
         retries: int = 0,
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        retry_on: tuple[type[BaseException], ...] = _RETRY_ON,
         retry_delay: float = 0.0,
         timeout: float | None = None,
         cache: bool = True,
@@ -109,21 +121,29 @@ class DagBuilder:
 
         Invalid values raise ``TypeError`` or ``ValueError`` naming the task and the argument.
         """
-        _check_hashable("task key", key)
+        try:
+            duplicate = key in self._nodes
+        except TypeError:
+            raise _not_hashable("task key", key) from None
         names: tuple[str, ...] = ()
         if isinstance(deps, (list, tuple)):
-            for dep in deps:
-                try:
-                    hash(dep)
-                except TypeError:
-                    if isinstance(dep, Mapping):
+            deps = tuple(deps)
+            try:
+                hash(deps)  # every dependency is hashable (one C call; the loop below says which is not)
+            except TypeError:
+                for dep in deps:
+                    try:
+                        hash(dep)
+                    except TypeError:
+                        if isinstance(dep, Mapping):
+                            raise TypeError(
+                                f"deps of task {key!r} mixes positional and keyword dependencies: pass either a "
+                                f"list or tuple of keys, or one mapping of parameter names to keys, got {deps!r}"
+                            ) from None
                         raise TypeError(
-                            f"deps of task {key!r} mixes positional and keyword dependencies: pass either a "
-                            f"list or tuple of keys, or one mapping of parameter names to keys, got {deps!r}"
+                            f"dependency {dep!r} of task {key!r} must be hashable, got {type(dep).__name__}"
                         ) from None
-                    raise TypeError(
-                        f"dependency {dep!r} of task {key!r} must be hashable, got {type(dep).__name__}"
-                    ) from None
+                raise
         elif isinstance(deps, Mapping):
             deps, names = keyword_deps(key, deps)
         else:
@@ -133,16 +153,30 @@ class DagBuilder:
             )
         if not callable(fn):
             raise TypeError(f"fn of task {key!r} must be callable, got {type(fn).__name__}: {fn!r}")
-        options = task_options(
-            key, retries=retries, retry_on=retry_on, retry_delay=retry_delay, timeout=timeout, cache=cache,
-            version=version, priority=priority, cost=cost, resources=resources, reads=reads, writes=writes,
-            creates=creates, consumes=consumes, after=after, before=before,
-        )
-        if key in self._nodes:
+        # The fast path of a task with no options: one tuple comparison, which compares
+        # identical objects first (the defaults themselves, when not passed).  Equal values of
+        # another type (retries=False, cache=1, cost=True) go to task_options, which rejects
+        # the bools.
+        options = None
+        if not (
+            (retries, retry_on, retry_delay, timeout, cache, version, priority, cost, resources, reads, writes,
+             creates, consumes, after, before) == _DEFAULT_OPTIONS
+            and cache is True and retries is not False and priority is not False and retry_delay is not False
+            and cost is not True
+        ):
+            options = task_options(
+                key, retries=retries, retry_on=retry_on, retry_delay=retry_delay, timeout=timeout, cache=cache,
+                version=version, priority=priority, cost=cost, resources=resources, reads=reads, writes=writes,
+                creates=creates, consumes=consumes, after=after, before=before,
+            )
+        if duplicate:
             raise DuplicateKeyError(key)
         if names:
             fn = self._keyword_calls.get(fn, names)
-        self._nodes[key] = (tuple(deps), fn, None)
+        self._nodes[key] = len(self._deps)
+        self._deps.append(deps)
+        self._fns.append(fn)
+        self._values.append(None)
         if options is not None:
             self._options[key] = options
 
@@ -165,73 +199,120 @@ class DagBuilder:
         consumers of a name, or a reader or writer that would have to run after the name's
         consumer); :class:`CycleError` for any other cycle, through data or order edges.
         """
-        nodes = self._nodes
-        if not nodes:
+        index = self._nodes
+        n = len(index)
+        if not n:
             raise EmptyGraphError()
-        options = self._options
-        for key, (deps, _, _) in nodes.items():
-            if deps is not _SOURCE:
-                o = options.get(key) if options else None
-                named = deps if o is None or not (o.after or o.before) else (*deps, *o.after, *o.before)
-                missing = [d for d in dict.fromkeys(named) if d not in nodes]
-                if missing:
-                    raise MissingDependencyError(key, missing)
-
-        keys = list(nodes)
-        index = {k: i for i, k in enumerate(keys)}
-        n = len(keys)
-        deps_of = [() if nodes[k][0] is _SOURCE else tuple(index[d] for d in nodes[k][0]) for k in keys]
+        if n > MAX_IDS:
+            raise ValueError(f"a graph holds at most {MAX_IDS} nodes, this one {n}")
+        keys = list(index)
+        rows, fns, options = self._deps, self._fns, self._options
+        for o in options.values():
+            for k in (*o.after, *o.before):
+                if k not in index:
+                    break
+            else:
+                continue
+            raise self._missing()
+        # The data edges as a table over insertion indexes, made by C loops: a row's ids are
+        # its dependencies' indexes (a KeyError names an unknown key).
+        start = array(INDEX, accumulate(map(len, rows), initial=0))
+        if start[-1] > MAX_IDS:
+            raise ValueError(f"a graph holds at most {MAX_IDS} edges, this one {start[-1]}")
+        try:
+            ids = array(INDEX, map(index.__getitem__, chain.from_iterable(rows)))
+        except KeyError:
+            raise self._missing() from None
         by_index = [options.get(k) for k in keys] if options else None
         order = None
         if by_index is not None or self._barriers:
             order = _constraints.order_edges(
-                keys, deps_of, [nodes[k][0] is _SOURCE for k in keys], by_index or [None] * n, self._barriers
+                keys, Rows(start, ids), [fn is None for fn in fns], by_index or [None] * n, self._barriers
             )
         after = order.preds if order is not None else None
-
-        # Kahn's algorithm over insertion order, following data and order edges; nodes left
-        # over lie on or behind a cycle.  Each users[] list ascends, so ties keep insertion order.
-        users: list[list[int]] = [[] for _ in range(n)]
-        for i, ds in enumerate(deps_of):
-            for d in ds:
-                users[d].append(i)
-            if after is not None:
-                for d in after[i]:
-                    users[d].append(i)
-        indegree = [len(ds) for ds in deps_of]
-        if after is not None:
-            for i, ds in enumerate(after):
-                indegree[i] += len(ds)
-        queue = deque(i for i in range(n) if not indegree[i])
-        topo: list[int] = []
-        while queue:
-            i = queue.popleft()
-            topo.append(i)
-            for u in users[i]:
-                indegree[u] -= 1
-                if not indegree[u]:
-                    queue.append(u)
-        if len(topo) < n:
-            preds_of: Sequence[tuple[int, ...]] = deps_of
-            if after is not None:
-                preds_of = [ds + ps for ds, ps in zip(deps_of, after)]
-            if order is not None and order.consumed:
-                err = _constraints.access_cycle(keys, preds_of, indegree, order.consumed, by_index or [None] * n)
-                if err is not None:
-                    raise err
-            raise CycleError(_find_cycle(keys, preds_of, indegree))
-
+        # Insertion order is the ids' order when every edge goes from a smaller index to a
+        # larger one, which is how most graphs are added; else Kahn's algorithm renumbers.
+        owners = chain.from_iterable(map(repeat, range(n), map(len, rows)))  # each edge's node
+        if all(map(lt, ids, owners)) and (after is None or all(p < i for i, ps in enumerate(after) for p in ps)):
+            return Dag._compiled(
+                keys, index, fns, self._values, start, ids, by_index, after if after is not None and any(after) else None
+            )
+        topo = _topological(keys, start, ids, after, order, by_index)
         new_id = [0] * n
         for pos, i in enumerate(topo):
             new_id[i] = pos
-        return Dag(
-            keys=[keys[i] for i in topo],
-            deps=[tuple(new_id[d] for d in deps_of[i]) for i in topo],
-            fns=[nodes[keys[i]][1] for i in topo],
-            values=[nodes[keys[i]][2] for i in topo],
-            options=[by_index[i] for i in topo] if by_index is not None else None,
-            after=[tuple(sorted(new_id[d] for d in after[i])) for i in topo] if after is not None else None,
+        new_rows = []
+        for i in topo:
+            new_rows.append([new_id[d] for d in ids[start[i]:start[i + 1]]])
+        start, ids = table(new_rows)
+        keys = [keys[i] for i in topo]
+        return Dag._compiled(
+            keys,
+            dict(zip(keys, range(n))),
+            [fns[i] for i in topo],
+            [self._values[i] for i in topo],
+            start,
+            ids,
+            [by_index[i] for i in topo] if by_index is not None else None,
+            [tuple(sorted(new_id[d] for d in after[i])) for i in topo] if after is not None and any(after) else None,
         )
+
+    def _missing(self) -> MissingDependencyError:
+        """The error for the first node, in insertion order, that names an unknown key among
+        its dependencies or its ``after``/``before``."""
+        nodes, options = self._nodes, self._options
+        for key, deps in zip(nodes, self._deps):
+            o = options.get(key) if options else None
+            named = deps if o is None or not (o.after or o.before) else (*deps, *o.after, *o.before)
+            missing = [d for d in dict.fromkeys(named) if d not in nodes]
+            if missing:
+                return MissingDependencyError(key, missing)
+        raise AssertionError("no unknown key")  # (only called when there is one)
+
+
+def _topological(
+    keys: list[Hashable], start: array, ids: array, after: list[tuple[int, ...]] | None,
+    order: _constraints.Order | None, by_index: list[TaskOptions | None] | None,
+) -> list[int]:
+    """Kahn's algorithm over insertion order, following data and order edges: the nodes in a
+    topological order, ties in insertion order.  Nodes it cannot order lie on or behind a
+    cycle: raises :class:`~ftdag.AccessError` when an edge that consuming a name implies is on
+    it, else :class:`CycleError`."""
+    n = len(keys)
+    users_start, users = transpose(start, ids, n)
+    indegree = [start[i + 1] - start[i] for i in range(n)]
+    followers: list[list[int]] | None = None
+    if after is not None:
+        followers = [[] for _ in range(n)]
+        for i, ps in enumerate(after):
+            indegree[i] += len(ps)
+            for p in ps:
+                followers[p].append(i)
+    queue = deque(i for i in range(n) if not indegree[i])
+    topo: list[int] = []
+    while queue:
+        i = queue.popleft()
+        topo.append(i)
+        for u in users[users_start[i]:users_start[i + 1]]:
+            indegree[u] -= 1
+            if not indegree[u]:
+                queue.append(u)
+        if followers is not None:
+            for u in followers[i]:
+                indegree[u] -= 1
+                if not indegree[u]:
+                    queue.append(u)
+    if len(topo) < n:
+        rows = Rows(start, ids)
+        preds_of: Sequence[tuple[int, ...]] = rows
+        if after is not None:
+            preds_of = [ds + ps for ds, ps in zip(rows, after)]
+        if order is not None and order.consumed:
+            err = _constraints.access_cycle(keys, preds_of, indegree, order.consumed, by_index or [None] * n)
+            if err is not None:
+                raise err
+        raise CycleError(_find_cycle(keys, preds_of, indegree))
+    return topo
 
 
 def _find_cycle(keys: list[Hashable], deps_of: Sequence[tuple[int, ...]], indegree: list[int]) -> list[Hashable]:
@@ -261,24 +342,47 @@ class Dag:
     """
 
     __slots__ = (
-        "_keys", "_ids", "_deps", "_dependents", "_fns", "_values", "_options", "_n_sources", "_plans", "_plans_lock",
-        "_after", "_followers", "_next", "_access", "_resources",
+        "_keys", "_ids", "_fns", "_values", "_options", "_n_sources", "_plans", "_plans_lock",
+        "_dep_start", "_dep_ids", "_out_start", "_out_ids", "_next_start", "_next_ids",
+        "_deps", "_dependents", "_next", "_after", "_followers", "_access", "_resources",
     )
 
     def __init__(
-        self, *, keys: list[Hashable], deps: list[tuple[int, ...]], fns: list, values: list,
+        self, *, keys: list[Hashable], deps: Sequence[Sequence[int]], fns: list, values: list,
         options: list[TaskOptions | None] | None = None, after: list[tuple[int, ...]] | None = None,
     ) -> None:
+        """A graph from its nodes already numbered in a topological order (for converters
+        such as :func:`ftdag.from_dask`; users build with :class:`DagBuilder`)."""
+        start, ids = table(deps)
+        self._setup(keys, {k: i for i, k in enumerate(keys)}, fns, values, start, ids, options, after)
+
+    @classmethod
+    def _compiled(
+        cls, keys: list[Hashable], index: dict[Hashable, int], fns: list, values: list, start: array, ids: array,
+        options: list[TaskOptions | None] | None, after: list[tuple[int, ...]] | None,
+    ) -> Dag:
+        """The graph ``DagBuilder.build()`` compiled (``index`` is copied)."""
+        self = cls.__new__(cls)
+        self._setup(keys, dict(index), fns, values, start, ids, options, after)
+        return self
+
+    def _setup(
+        self, keys: list[Hashable], index: dict[Hashable, int], fns: list, values: list, start: array, ids: array,
+        options: list[TaskOptions | None] | None, after: list[tuple[int, ...]] | None,
+    ) -> None:
+        n = len(keys)
         self._keys = tuple(keys)
-        self._ids = {k: i for i, k in enumerate(keys)}
-        self._deps = tuple(deps)
-        dependents: list[list[int]] = [[] for _ in keys]
-        for i, ds in enumerate(deps):
-            for d in ds:
-                dependents[d].append(i)  # with multiplicity, matching _deps
-        self._dependents = tuple(tuple(x) for x in dependents)
-        self._fns = tuple(fns)  # None for a source
-        self._values = tuple(values)  # a source's value; None for a task
+        self._ids = index  # key -> id
+        # By id: a task's function (None for a source), a source's value (None for a task).
+        self._fns = tuple(fns)
+        self._values = tuple(values)
+        # The edges as flat tables (ftdag._arrays), read by the schedulers' hot paths: the data
+        # dependencies as listed (with repeats), and their inverse, the data dependents (with
+        # multiplicity, matching); both also shown as tuples by the views _deps and _dependents.
+        self._dep_start, self._dep_ids = start, ids
+        self._out_start, self._out_ids = transpose(start, ids, n)
+        self._deps = Rows(start, ids)
+        self._dependents = Rows(self._out_start, self._out_ids)
         # The options table (ftdag._options): a task's TaskOptions, None for defaults and sources;
         # None instead of a table when no task has options.
         self._options: tuple[TaskOptions | None, ...] | None = tuple(options) if options else None
@@ -289,8 +393,8 @@ class Dag:
         self._followers: tuple[tuple[int, ...], ...] | None = None
         # By id, what finishing the node decrements the remaining count of: its data dependents
         # (with multiplicity), then its order-only successors.  Without order edges, the very
-        # same object as _dependents, so plain graphs pay nothing.
-        self._next: tuple[tuple[int, ...], ...] = self._dependents
+        # same table as the dependents, so plain graphs pay nothing.
+        self._next_start, self._next_ids, self._next = self._out_start, self._out_ids, self._dependents
         if after is not None and any(after):
             followers: list[list[int]] = [[] for _ in keys]
             for i, ps in enumerate(after):
@@ -298,7 +402,10 @@ class Dag:
                     followers[p].append(i)  # ascending, as i ascends
             self._after = tuple(after)
             self._followers = tuple(tuple(x) for x in followers)
-            self._next = tuple(ds + fs if fs else ds for ds, fs in zip(self._dependents, self._followers))
+            self._next_start, self._next_ids = table(
+                ds + fs for ds, fs in zip(self._dependents, self._followers)
+            )
+            self._next = Rows(self._next_start, self._next_ids)
         # By id, (reads, writes) of a task that reads or writes names, else None; None instead of
         # a table when no task does.  What the scheduler checks when it dispatches the task.
         self._access: tuple[tuple[frozenset[str], frozenset[str]] | None, ...] | None = None
@@ -306,14 +413,14 @@ class Dag:
         # table when no task holds any.
         self._resources: tuple[tuple[tuple[str, int], ...] | None, ...] | None = None
         if self._options is not None:
-            table = self._options
-            if any(o is not None and (o.reads or o.writes) for o in table):
+            table_ = self._options
+            if any(o is not None and (o.reads or o.writes) for o in table_):
                 self._access = tuple(
-                    (o.reads, o.writes) if o is not None and (o.reads or o.writes) else None for o in table
+                    (o.reads, o.writes) if o is not None and (o.reads or o.writes) else None for o in table_
                 )
-            if any(o is not None and o.resources for o in table):
-                self._resources = tuple(o.resources if o is not None and o.resources else None for o in table)
-        self._n_sources = sum(fn is None for fn in fns)
+            if any(o is not None and o.resources for o in table_):
+                self._resources = tuple(o.resources if o is not None and o.resources else None for o in table_)
+        self._n_sources = self._fns.count(None)
         self._plans: dict = {}  # plan templates by frozenset of output ids: ftdag._plan._template
         self._plans_lock = threading.Lock()
 
@@ -462,7 +569,7 @@ class Dag:
         """The ids in ``ids`` and all their ancestors over data and order edges, sorted (so in
         topological order); the ancestors of the ids in ``given`` are not followed (their
         values are known, so they do not run, and nothing needs to run before them)."""
-        deps, after = self._deps, self._after
+        start, dep_ids, after = self._dep_start, self._dep_ids, self._after
         seen = bytearray(len(self._keys))
         stack = list(ids)
         for i in stack:
@@ -473,7 +580,7 @@ class Dag:
             found.append(i)
             if given and i in given:
                 continue
-            for d in deps[i]:
+            for d in dep_ids[start[i]:start[i + 1]]:
                 if not seen[d]:
                     seen[d] = 1
                     stack.append(d)
