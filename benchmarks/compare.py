@@ -30,7 +30,8 @@ temporary directories under ``benchmarks/results/``, on the repository's disk (`
 tmpfs).
 
 ``quick`` (the default) uses smaller workloads and at most 5 repetitions (1.5 s) per measurement and
-finishes in about 4 minutes on a 2-core machine once the interpreters exist; ``--full`` uses
+finishes in about 4 minutes on a 2-core machine once the interpreters exist, plus 1–3 for the dask
+benchmarks; ``--full`` uses
 the full sizes and 7 repetitions.
 
 Reading the table: ``× same plain`` is the speed-up over the plain loop on the same
