@@ -16,17 +16,22 @@ Runs with any Python >= 3.11 (it only orchestrates).  It
    record (``store_overhead.py``, once, on 3.13t); a fully cached re-run of the rollup against
    its first run (``resume_bench.py``, on every interpreter); the makespan of a graph whose
    ready order matters, critical path against FIFO (``order.py``, on every interpreter, 3.13t
-   first);
+   first); ``ftdag.get`` against ``dask.threaded.get`` and ``dask.get`` (``dask_get.py``, on every
+   interpreter with ftdag's default backend, and on the GIL build with threads too); the distributed
+   backend on a ``LocalCluster`` against threads and processes (``distributed_bench.py``, on every
+   interpreter);
 4. writes ``results.md`` and ``results.json`` (``report.py``) and ``speedup.png`` (``chart.py``)
    into ``benchmarks/results/<mode>/`` (or ``--out``), and prints the report.
 
-``--only-extras`` measures only the last three (the "extras", no table and no chart: a quick way to
-check them), ``--no-extras`` everything but them.  The store benchmarks write their records to
+``--only-extras`` measures only the last five (the "extras", no table and no chart: a quick way to
+check them), ``--no-extras`` everything but them.  In quick mode the extras run their own
+``--quick`` sizes.  The store benchmarks write their records to
 temporary directories under ``benchmarks/results/``, on the repository's disk (``/tmp`` may be
 tmpfs).
 
 ``quick`` (the default) uses smaller workloads and at most 5 repetitions (1.5 s) per measurement and
-finishes in about 4 minutes on a 2-core machine once the interpreters exist; ``--full`` uses
+finishes in about 4 minutes on a 2-core machine once the interpreters exist, plus 1–3 for the dask
+benchmarks; ``--full`` uses
 the full sizes and 7 repetitions.
 
 Reading the table: ``× same plain`` is the speed-up over the plain loop on the same
@@ -82,10 +87,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-sweep", action="store_true", help="skip the break-even task-size sweep")
     extras = p.add_mutually_exclusive_group()
     extras.add_argument("--only-extras", action="store_true",
-                        help="measure only the result store's overhead, the cached re-run and the ready order "
-                             "(no table, no chart)")
+                        help="measure only the result store's overhead, the cached re-run, the ready order and "
+                             "the dask benchmarks (no table, no chart)")
     extras.add_argument("--no-extras", action="store_true",
-                        help="skip the result store's overhead, the cached re-run and the ready order")
+                        help="skip the result store's overhead, the cached re-run, the ready order and the dask "
+                             "benchmarks")
     p.add_argument("--chart-from", type=Path, help=argparse.SUPPRESS)  # internal: draw from a results.json
     p.add_argument("--png", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -138,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     machine["loadavg_start"] = machine.pop("loadavg")
-    what = ("the result store's overhead, the cached re-run and the ready order only" if args.only_extras else
+    what = ("the result store's overhead, the cached re-run, the ready order and the dask benchmarks only"
+            if args.only_extras else
             f"{len(args.workload)} workloads × {len(args.runner)} runners (+ the plain loop beside each)")
     say(f"ftdag comparison, {mode.name} mode: {what} on {machine['cpu_count']} CPUs; results in {out}")
 
@@ -156,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     measurer = Measurer(mode, args.workers, spin_per_ms, env, scratch=HERE / "results")
     measurements, small_graph, sweep, store, resume, order = [], [], [], [], [], []
+    dask_get, distributed = [], []
     if not args.only_extras:
         say(f"Measuring ({len(args.workload) * len(interps) * len(args.runner)} measurements, "
             "each in a fresh process):")
@@ -170,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         resume = measurer.resume(interps)
         say("Ready order (critical path against FIFO, 64 independent 10 ms tasks then a chain of 16):")
         order = measurer.order(interps)
+        say("dask: ftdag.get against dask.threaded.get and dask.get; the distributed backend against threads and "
+            "processes:")
+        dask_get, distributed = measurer.dask_get(interps), measurer.distributed(interps)
 
     machine["loadavg_end"] = loadavg()
     c = Comparison(
@@ -181,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                           runners=tuple(args.runner), sweep_work_us=SWEEP_WORK_US),
         measurements=tuple(measurements), small_graph=tuple(small_graph), sweep=tuple(sweep),
         store_overhead=tuple(store), resume=tuple(resume), order=tuple(order),
+        dask_get=tuple(dask_get), distributed=tuple(distributed),
     )
     return write(c, out, with_chart=not args.no_chart, started=started)
 

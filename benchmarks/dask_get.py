@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """``ftdag.get`` as a dask scheduler against dask's own, on the interpreter running this script.
 
-    python benchmarks/dask_get.py [--quick] [--json out.json] [--workers 2] [--ftdag-backend auto] [--quiet]
+    python benchmarks/dask_get.py [--quick] [--divisor N] [--json out.json] [--workers 2] [--ftdag-backend auto] [--quiet]
 
 Three dask workloads, each computed by ``ftdag.get`` (its shared executor, backend ``auto``:
 threads when the GIL is off, processes otherwise; or an executor of ``--ftdag-backend``),
@@ -33,12 +33,14 @@ contend (the README's pitfall), and ``__main__``'s are immortal.  For the same r
 ftdag imported from this checkout (when none is installed) is compiled to ``.pyc`` files first.
 
 ``--quick`` makes each workload 5 times smaller and repeats 3 times instead of 5 (about
-30 s on 3.13t here, the full mode 2 minutes; the targets are for the full sizes).  ``--json`` writes the document (schema
+30 s on 3.13t here, the full mode 2 minutes; the targets are for the full sizes); ``--divisor N``
+makes them N times smaller instead (the tests' tiny runs).  ``--json`` writes the document (schema
 ``ftdag-dask-get/1``): ``schema``, ``mode``, ``python``, ``free_threaded``, ``gil_enabled``,
 ``workers``, ``ftdag_backend``, ``dask``, ``numpy``, ``work_us`` (the calibrated map's time),
-``loadavg``, ``background_cpus``, ``steal_cpus`` and ``rows``, one per (workload,
-scheduler): ``workload``, ``size``, ``tasks``, ``scheduler``, ``runs``, ``best_s``,
-``median_s``, ``per_task_us`` (best / tasks), ``vs_threaded`` and ``vs_sync`` (best ratios),
+``loadavg``, ``background_cpus``, ``steal_cpus``, ``skipped`` (the workloads not measured, each
+with why) and ``rows``, one per (workload, scheduler): ``workload``, ``size``, ``tasks``,
+``scheduler``, ``runs``, ``best_s``, ``median_s``, ``times_s`` (every timed run),
+``per_task_us`` (best / tasks), ``vs_threaded`` and ``vs_sync`` (best ratios),
 ``vs_threaded_median``, and for ftdag's rows with a target ``target`` and ``met``.
 
 Importing this module runs nothing.
@@ -201,7 +203,7 @@ def measure(name: str, size: int, collection, gets: dict[str, Callable[..., Any]
     for s in gets:
         row: dict[str, Any] = {
             "workload": name, "size": size, "tasks": tasks, "scheduler": s, "runs": repeats,
-            "best_s": round(best[s], 6), "median_s": round(median[s], 6),
+            "best_s": round(best[s], 6), "median_s": round(median[s], 6), "times_s": [round(t, 6) for t in times[s]],
             "per_task_us": round(best[s] / tasks * 1e6, 2),
             "vs_threaded": round(best[s] / best["threaded"], 4),
             "vs_sync": round(best[s] / best["sync"], 4),
@@ -231,6 +233,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help=f"workloads {QUICK_DIVISOR}× smaller, 3 repetitions")
+    p.add_argument("--divisor", type=int, help=f"workloads this many times smaller (default 1, {QUICK_DIVISOR} "
+                   "with --quick)")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--workers", type=int, default=2, help="workers of every scheduler (default 2)")
     p.add_argument("--ftdag-backend", choices=["auto", "threads", "processes", "sequential"], default="auto",
@@ -239,6 +243,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error(f"--workers must be >= 1, got {args.workers}")
+    if args.divisor is not None and args.divisor < 1:
+        p.error(f"--divisor must be >= 1, got {args.divisor}")
     return args
 
 
@@ -253,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         import numpy
     except ImportError:
         numpy = None
-    sizes = {k: (v // QUICK_DIVISOR if args.quick else v) for k, v in SIZES.items()}
+    divisor = args.divisor or (QUICK_DIVISOR if args.quick else 1)
+    sizes = {k: max(1, v // divisor) for k, v in SIZES.items()}
     iters = calibrate()
     t0 = time.perf_counter()
     spin(1, iters)
@@ -298,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             "schema": SCHEMA, "mode": mode, "python": sys.version, "free_threaded": free_threaded,
             "gil_enabled": gil, "workers": args.workers, "ftdag_backend": backend, "dask": dask.__version__,
             "numpy": getattr(numpy, "__version__", None), "work_us": round(work_us, 1), "loadavg": loadavg(),
-            **load, "rows": rows,
+            **load, "skipped": skipped, "rows": rows,
         }
         args.json.write_text(json.dumps(doc, indent=2) + "\n")
     return 0

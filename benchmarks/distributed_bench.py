@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The distributed backend against ftdag's threads and processes, on the running interpreter.
 
-    python benchmarks/distributed_bench.py [--quick] [--workers W] [--spin-per-ms X] [--json out.json] [--quiet]
+    python benchmarks/distributed_bench.py [--quick] [--chain N] [--workers W] [--spin-per-ms X] [--json out.json] [--quiet]
 
 Three executors of ``W`` workers (default 2) each: ``threads``, ``processes`` and
 ``distributed`` (its embedded ``LocalCluster``: W worker processes of one thread, on
@@ -9,7 +9,7 @@ Three executors of ``W`` workers (default 2) each: ``threads``, ``processes`` an
 is timed, so that no start-up cost (processes spawning, the cluster starting) is counted.
 Two workloads:
 
-``chain``  a chain of N no-op tasks (``noop``: ``x + 1``), N = 2,000 (``--quick``: 200): each
+``chain``  a chain of N no-op tasks (``noop``: ``x + 1``), N = 2,000 (``--quick``: 200; ``--chain N``): each
            task waits for the one before, so a run's time over N is the per-task overhead of
            the backend's round trip (``µs/task``).
 ``cpu``    32 independent tasks of 10 ms of pure-Python CPU work each (``spin``), from one
@@ -126,10 +126,11 @@ def _spin_from(seed: int, loops: int) -> int:
 # -- measuring -----------------------------------------------------------------------------------
 
 
-def measure(mode: str, workers: int, spin_per_ms: float, say=lambda s: None) -> tuple[list[dict], dict, dict]:
+def measure(mode: str, workers: int, spin_per_ms: float, say=lambda s: None,
+            chain_tasks: int | None = None) -> tuple[list[dict], dict, dict]:
     """Rows (one per workload and backend), the distributed workers' reports, the background load."""
     ftdag = _ftdag()
-    workloads = {"chain": chain(CHAIN[mode]), "cpu": cpu(spin_per_ms)}
+    workloads = {"chain": chain(chain_tasks or CHAIN[mode]), "cpu": cpu(spin_per_ms)}
     times: dict[tuple[str, str], list[float]] = {(w, b): [] for w in workloads for b in BACKENDS}
     errors: dict[str, str] = {}
     executors = {b: ftdag.Executor(backend=b, max_workers=workers) for b in BACKENDS}
@@ -205,11 +206,16 @@ def table(rows: list[dict], workers: int) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help=f"a {CHAIN['quick']}-task chain, {REPEATS['quick']} repeats")
+    p.add_argument("--chain", type=int, help=f"tasks of the chain (default {CHAIN['full']}, "
+                   f"{CHAIN['quick']} with --quick)")
     p.add_argument("--workers", type=int, default=2, help="workers of every backend (default 2)")
     p.add_argument("--spin-per-ms", type=float, help="spin rounds per ms of CPU work (default: calibrated here)")
     p.add_argument("--json", type=Path, help="write the results here")
     p.add_argument("--quiet", action="store_true", help="print only the table")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.chain is not None and args.chain < 1:
+        p.error(f"--chain must be >= 1, got {args.chain}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     spin_per_ms = args.spin_per_ms or calibrate()
     say(f"distributed bench ({mode}), {args.workers} workers, {spin_per_ms:.0f} spin rounds/ms")
-    rows, reports, load = measure(mode, args.workers, spin_per_ms, say)
+    rows, reports, load = measure(mode, args.workers, spin_per_ms, say, chain_tasks=args.chain)
     free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     print(f"Python {sys.version.split()[0]}{' free-threaded' if free_threaded else ''} (GIL {'on' if gil else 'off'}), "

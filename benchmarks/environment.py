@@ -3,7 +3,8 @@
 :func:`find_interpreters`  the GIL and free-threaded 3.13 builds from ``scripts/toolchain.py``
                            (plus ``python3.14t`` on ``PATH``), probed into :class:`Interpreter` records.
 :func:`ensure_venv`        one bench venv per interpreter under ``$FTDAG_CACHE/bench/<name>``, with this
-                           repository's ftdag, dask and (for the chart) matplotlib: idempotent.
+                           repository's ftdag, dask, distributed, numpy (``< 2.5``) and (for the chart)
+                           matplotlib: idempotent.
 :func:`machine_info`, :func:`cpu_snapshot`, :func:`background_load`, :func:`filesystem`
                            the machine's description, how much CPU other processes took while
                            something was timed, and the type of the file system under a path (used in
@@ -195,9 +196,32 @@ def ftdag_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
+BENCH_PACKAGES = ("dask", "distributed", "numpy")
+"""What the bench children import besides ftdag: dask for the peer runners and ``dask_get.py``, distributed
+for ``distributed_bench.py``, numpy for ``dask_get.py``'s array workload."""
+REQUIREMENTS = {"numpy": "numpy<2.5"}
+"""Requirement specifiers of the packages whose name alone is not enough: numpy 2.5 has no cp313t wheel."""
+
+
+def _too_new(module: str, version: str | None) -> bool:
+    """An installed package outside its :data:`REQUIREMENTS` bound (only numpy has one: ``< 2.5``)."""
+    if module != "numpy" or not version:
+        return False
+    try:
+        return tuple(int(x) for x in version.split(".")[:2]) >= (2, 5)
+    except ValueError:
+        return False
+
+
 def _pip(python: Path, *args: str) -> tuple[bool, str]:
-    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", *args], capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, env=child_env())
+    """``pip install`` into a bench venv, preferring binary wheels (on 3.13t, distributed's msgpack, tornado,
+    PyYAML and MarkupSafe still build from source: about a minute), numpy kept below 2.5 even when it comes
+    as another package's dependency (matplotlib's)."""
+    constraints = Path(python).parent.parent / "ftdag-constraints.txt"
+    constraints.write_text("".join(f"{spec}\n" for spec in REQUIREMENTS.values()))
+    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-c", str(constraints), *args],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env=dict(child_env(), PIP_PREFER_BINARY="1"))
     tail = " ".join((proc.stderr or proc.stdout or "").strip().splitlines()[-3:])
     return proc.returncode == 0, tail
 
@@ -246,11 +270,11 @@ def ensure_venv(interp: Interpreter, with_matplotlib: bool) -> Interpreter | Non
             warn(f"{interp.label}: venv creation failed: {proc.stderr.strip()[-300:]}")
             return None
         state = {"base": base, "base_version": interp.version}
-    wanted = ["ftdag", "dask"] + (["matplotlib"] if with_matplotlib else [])
+    wanted = ["ftdag", *BENCH_PACKAGES] + (["matplotlib"] if with_matplotlib else [])
     have = _installed(py, wanted)
     fp = ftdag_fingerprint()
     need_ftdag = have["ftdag"] is None or state.get("ftdag") != fp
-    extras = [m for m in wanted[1:] if have[m] is None and not state.get(f"{m}_failed")]
+    extras = [m for m in wanted[1:] if (have[m] is None or _too_new(m, have[m])) and not state.get(f"{m}_failed")]
     if need_ftdag or extras:
         say(f"  {interp.label}: installing {', '.join((['ftdag (this repo)'] if need_ftdag else []) + extras)}")
     if need_ftdag:
@@ -260,10 +284,10 @@ def ensure_venv(interp: Interpreter, with_matplotlib: bool) -> Interpreter | Non
             return None
         state["ftdag"] = fp
     if extras:
-        ok, tail = _pip(py, *extras)
+        ok, tail = _pip(py, *(REQUIREMENTS.get(m, m) for m in extras))
         if not ok:  # one at a time, so one failure does not cost the others
             for m in extras:
-                ok, tail = _pip(py, m)
+                ok, tail = _pip(py, REQUIREMENTS.get(m, m))
                 if not ok:
                     state[f"{m}_failed"] = tail[-300:]
                     warn(f"{interp.label}: could not install {m} ({tail[-200:]}); "

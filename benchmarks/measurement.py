@@ -6,9 +6,11 @@
 :func:`run_store_overhead`  ``store_overhead.py``: what a result store costs per record.
 :func:`run_resume`       ``resume_bench.py``: the rollup's fully cached re-run against its first run.
 :func:`run_order`        ``order.py``: critical-path order against insertion (FIFO) order.
+:func:`run_dask_get`     ``dask_get.py``: ``ftdag.get`` against dask's schedulers.
+:func:`run_distributed`  ``distributed_bench.py``: the distributed backend against threads and processes.
 :class:`Measurer`        every measurement of the comparison in order (the table, the small-graph
                          row, the break-even sweep, the result store's overhead, the cached re-run,
-                         the ready order),
+                         the ready order, the dask benchmarks),
                          with progress, a second attempt for a parallel runner timed on a busy
                          machine, and a clean stop on Ctrl-C.
 
@@ -26,11 +28,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from environment import Interpreter, loadavg, say
-from records import Measurement, OrderResult, ResumeResult, SmallGraphResult, StoreOverhead, with_interpreter
-from report import LABELS, error_cell, fmt_time, fmt_x, order_targets_cell, size_cell
+from records import (
+    DaskGetResult,
+    DistributedResult,
+    Measurement,
+    OrderResult,
+    ResumeResult,
+    SmallGraphResult,
+    StoreOverhead,
+    with_interpreter,
+)
+from report import LABELS, dask_get_targets_cell, error_cell, fmt_time, fmt_x, order_targets_cell, size_cell
 
 HERE = Path(__file__).resolve().parent
-R = TypeVar("R", Measurement, SmallGraphResult, StoreOverhead, ResumeResult, OrderResult)
+R = TypeVar("R", Measurement, SmallGraphResult, StoreOverhead, ResumeResult, OrderResult, DaskGetResult,
+            DistributedResult)
 
 
 @dataclass(frozen=True)
@@ -183,6 +195,37 @@ def run_order(python: str, *, rounds: int | None, workers: int, spin_per_ms: flo
     return OrderResult(ok=False, error=str(reason), workers=workers, task_ms=task_ms)
 
 
+def run_dask_get(python: str, *, quick: bool, workers: int, backend: str = "auto", timeout: float | None,
+                 env: dict[str, str] | None = None, extra: Sequence[str] = ()) -> DaskGetResult:
+    """Run ``python dask_get.py [--quick] --workers W --ftdag-backend BACKEND [EXTRA]`` and return its
+    record; never raises for a failing child (a crash, a timeout, unreadable output: ``ok=False`` and the
+    reason).  ``extra``: further options (the tests' ``--divisor``)."""
+    argv = ["--workers", str(workers), "--ftdag-backend", backend] + (["--quick"] if quick else []) + list(extra)
+    doc, reason = _run_script("dask_get.py", python, argv, timeout, env)
+    if doc is not None:
+        try:
+            return DaskGetResult.from_document(doc, requested_backend=backend)
+        except (KeyError, TypeError, ValueError) as exc:
+            reason = f"unreadable result ({type(exc).__name__})"
+    return DaskGetResult(ok=False, error=str(reason), mode="quick" if quick else "full", requested_backend=backend,
+                         workers=workers)
+
+
+def run_distributed(python: str, *, quick: bool, workers: int, spin_per_ms: float, timeout: float | None,
+                    env: dict[str, str] | None = None, extra: Sequence[str] = ()) -> DistributedResult:
+    """Run ``python distributed_bench.py [--quick] --workers W --spin-per-ms X [EXTRA]`` and return its
+    record; never raises for a failing child.  A backend that failed inside the child (its warm-up
+    raised) comes back as an error in its rows.  ``extra``: further options (the tests' ``--chain``)."""
+    argv = ["--workers", str(workers), "--spin-per-ms", repr(spin_per_ms)] + (["--quick"] if quick else []) + list(extra)
+    doc, reason = _run_script("distributed_bench.py", python, argv, timeout, env)
+    if doc is not None:
+        try:
+            return DistributedResult.from_document(doc)
+        except (KeyError, TypeError, ValueError) as exc:
+            reason = f"unreadable result ({type(exc).__name__})"
+    return DistributedResult(ok=False, error=str(reason), mode="quick" if quick else "full", workers=workers)
+
+
 def sweep_runners(interp: Interpreter) -> list[str]:
     """ftdag's parallel backends worth sweeping on a build: threads where the GIL is off; on a
     GIL build processes (the default there) and threads (for comparison)."""
@@ -202,13 +245,31 @@ def order_interpreters(interps: Sequence[Interpreter]) -> list[Interpreter]:
     return sorted(interps, key=lambda i: (i.label != "3.13t", not i.ft))
 
 
-def _noise(rec: Measurement | SmallGraphResult | StoreOverhead | ResumeResult | OrderResult) -> str:
+def dask_get_backends(interp: Interpreter) -> list[str]:
+    """ftdag's backends for ``dask_get.py`` on a build: ``ftdag.get``'s default (``auto``) everywhere;
+    on a GIL build, where ``auto`` means processes, threads as well, so that both are reported."""
+    return ["auto"] if interp.ft else ["auto", "threads"]
+
+
+def missing_packages(interp: Interpreter, *packages: str) -> str | None:
+    """Why ``interp``'s bench venv cannot run a benchmark that needs ``packages`` (None if it can):
+    a package that could not be installed costs only the cells that need it."""
+    have = interp.bench.packages if interp.bench else {}
+    missing = [p for p in packages if not have.get(p)]
+    if not missing:
+        return None
+    where = interp.bench.venv if interp.bench else "no bench venv"
+    return f"{', '.join(missing)} not installed in the bench venv ({where})"
+
+
+def _noise(rec: Measurement | SmallGraphResult | StoreOverhead | ResumeResult | OrderResult | DaskGetResult
+           | DistributedResult) -> str:
     return f"other processes used {rec.load:.2f} CPU"
 
 
 class Measurer:
     """Every measurement of one comparison, each in a fresh child (``bench.py``, ``store_overhead.py``,
-    ``resume_bench.py``, ``order.py``) of an interpreter's venv."""
+    ``resume_bench.py``, ``order.py``, ``dask_get.py``, ``distributed_bench.py``) of an interpreter's venv."""
 
     def __init__(self, mode: Mode, workers: int, spin_per_ms: float, env: dict[str, str],
                  scratch: Path = HERE / "results") -> None:
@@ -309,6 +370,48 @@ class Measurer:
         plan = [(i,) for i in order_interpreters(interps)]
         return self._each("order ", plan, lambda i: f"{i.label} · ready order, critical path against FIFO", measure,
                           show, retry=lambda i: True)
+
+    def dask_get(self, interps: Sequence[Interpreter]) -> list[DaskGetResult]:
+        """``dask_get.py`` on every interpreter, 3.13t first, with ftdag's default backend, and on GIL
+        builds with threads too (see :func:`dask_get_backends`).  Twice the mode's timeout: one child
+        measures three schedulers on three workloads."""
+        def measure(interp, backend):
+            missing = missing_packages(interp, "dask")
+            if missing:
+                return DaskGetResult(ok=False, error=missing, mode=self.mode.name, requested_backend=backend)
+            return run_dask_get(interp.bench.python, quick=self.mode.name == "quick", workers=self.workers,
+                                backend=backend, timeout=2 * self.mode.timeout, env=self.env)
+
+        def show(rec, interp):
+            parts = [f"{w} {fmt_x(rec.ratio(w))}" + (f" [{dask_get_targets_cell(rec, w)}]" if rec.target(w) else "")
+                     for w in rec.workloads]
+            return f"ftdag on {rec.ftdag_backend} over dask.threaded.get: " + ", ".join(parts)
+
+        plan = [(i, b) for i in order_interpreters(interps) for b in dask_get_backends(i)]
+        return self._each("dask ", plan, lambda i, b: f"{i.label} · ftdag.get ({b}) against dask's schedulers",
+                          measure, show, retry=lambda i, b: True)
+
+    def distributed(self, interps: Sequence[Interpreter]) -> list[DistributedResult]:
+        """``distributed_bench.py`` on every interpreter, 3.13t first; twice the mode's timeout (it starts
+        a cluster and two pools)."""
+        def measure(interp):
+            missing = missing_packages(interp, "distributed")
+            if missing:
+                return DistributedResult(ok=False, error=missing, mode=self.mode.name, workers=self.workers)
+            return run_distributed(interp.bench.python, quick=self.mode.name == "quick", workers=self.workers,
+                                   spin_per_ms=self.spin_per_ms, timeout=2 * self.mode.timeout, env=self.env)
+
+        def show(rec, interp):
+            parts = []
+            for w in rec.workloads:
+                d = rec.row(w, "distributed")
+                parts.append(f"{w} {fmt_time(d.best_s if d else None)} ({fmt_x(rec.distributed_over(w, 'threads'))} "
+                             f"threads, {fmt_x(rec.distributed_over(w, 'processes'))} processes)")
+            return "distributed: " + ", ".join(parts)
+
+        plan = [(i,) for i in order_interpreters(interps)]
+        return self._each("distributed ", plan, lambda i: f"{i.label} · distributed backend against threads and "
+                          "processes", measure, show, retry=lambda i: True)
 
     def _each(self, tag: str, plan: list[tuple], describe: Callable[..., str], measure: Callable[..., R],
               show: Callable[[R, Interpreter], str], retry: Callable[..., bool]) -> list[R]:

@@ -11,6 +11,12 @@
                            without a store, with one, and its fully cached re-run.
 :class:`OrderResult`       one run of ``order.py`` on one interpreter: the makespan of a graph whose
                            ready order matters, in critical-path order and in insertion (FIFO) order.
+:class:`DaskGetRow`, :class:`DaskGetResult`
+                           one run of ``dask_get.py`` on one interpreter: ``ftdag.get`` against
+                           ``dask.threaded.get`` and ``dask.get``, per (workload, scheduler).
+:class:`DistributedRow`, :class:`DistributedResult`
+                           one run of ``distributed_bench.py`` on one interpreter: the distributed
+                           backend against threads and processes, per (workload, backend).
 :class:`Row`               one row of the comparison table.
 :class:`Reference`         the plain loops every speed-up of the table is taken against, computed here
                            and nowhere else.
@@ -25,7 +31,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, Protocol, TypeVar
 
-__all__ = ["NOISY_CPUS", "Measurement", "OrderResult", "Reference", "ResumeResult", "Row", "SmallGraphResult",
+__all__ = ["NOISY_CPUS", "DaskGetResult", "DaskGetRow", "DistributedResult", "DistributedRow", "Measurement",
+           "OrderResult", "Reference", "ResumeResult", "Row", "SmallGraphResult",
            "StoreOverhead", "StoreRow", "reference_interpreter", "with_interpreter"]
 
 NOISY_CPUS = 0.25  # other processes using this much CPU during a measurement make it suspect
@@ -505,6 +512,237 @@ class OrderResult(_Timed):
     def meets_fifo_target(self) -> bool | None:
         s = self.shorter_than_fifo
         return None if not self.targets_apply or s is None else s >= self.FIFO_TARGET
+
+
+@dataclass(frozen=True)
+class DaskGetRow:
+    """One (workload, scheduler) row of ``benchmarks/dask_get.py``: every timed run of one dask
+    scheduler (``ftdag``: ``ftdag.get``; ``threaded``: ``dask.threaded.get``; ``sync``: ``dask.get``)
+    on one workload, interleaved with the other schedulers in one process.  ``target``: on ftdag's
+    rows with one, the ratio to ``dask.threaded.get`` that issue 10 aims for (at the full sizes, on 3.13t)."""
+
+    workload: str
+    scheduler: str
+    tasks: int
+    size: int | None = None
+    runs: int | None = None
+    best_s: float | None = None
+    median_s: float | None = None
+    times_s: tuple[float, ...] = ()
+    target: float | None = None
+
+    @property
+    def per_task_us(self) -> float | None:
+        return _over(self.best_s, self.tasks / 1e6 if self.tasks else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(asdict(self), times_s=list(self.times_s), per_task_us=self.per_task_us)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DaskGetRow:
+        return _fields_of(cls, data)
+
+
+@dataclass(frozen=True)
+class DaskGetResult(_Timed):
+    """One run of ``benchmarks/dask_get.py`` on one interpreter: ``ftdag.get`` against dask's own
+    schedulers on the chain, bag and array workloads (:class:`DaskGetRow`), every ratio taken
+    between schedulers timed in that run.
+
+    ``requested_backend`` is what the comparison asked ftdag for (``auto``: ``ftdag.get``'s shared
+    executor, its default; or ``threads``), ``ftdag_backend`` what that was (``auto`` is threads
+    when the GIL is off, processes otherwise).  The targets (issue 10's: ftdag's best time at most
+    the row's ``target`` times ``dask.threaded.get``'s) are for the free-threaded build with the GIL
+    off and the full sizes; elsewhere the ratios are reported without a verdict.
+    """
+
+    ok: bool
+    error: str | None = None
+    mode: str = ""
+    requested_backend: str = "auto"
+    ftdag_backend: str | None = None
+    workers: int | None = None
+    dask: str | None = None
+    numpy: str | None = None
+    work_us: float | None = None
+    rows: tuple[DaskGetRow, ...] = ()
+    skipped: tuple[str, ...] = ()
+    free_threaded_build: bool | None = None
+    gil_enabled: bool | None = None
+    background_cpus: float | None = None
+    steal_cpus: float | None = None
+    interpreter: str | None = None
+    discarded_noisy_attempts: tuple[DaskGetResult, ...] = ()
+
+    REFERENCE: ClassVar[str] = "threaded"
+    DERIVED = ("targets_apply", "ratios", "verdicts")
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any], requested_backend: str = "auto") -> DaskGetResult:
+        """The record of a ``dask_get.py --json`` document (schema ``ftdag-dask-get/1``)."""
+        return cls(ok=True, mode=doc["mode"], requested_backend=requested_backend, ftdag_backend=doc["ftdag_backend"],
+                   workers=doc.get("workers"), dask=doc.get("dask"), numpy=doc.get("numpy"),
+                   work_us=doc.get("work_us"), rows=tuple(DaskGetRow.from_json(r) for r in doc["rows"]),
+                   skipped=tuple(doc.get("skipped") or ()), free_threaded_build=doc.get("free_threaded"),
+                   gil_enabled=doc.get("gil_enabled"), background_cpus=doc.get("background_cpus"),
+                   steal_cpus=doc.get("steal_cpus"))
+
+    @property
+    def workloads(self) -> list[str]:
+        return list(dict.fromkeys(r.workload for r in self.rows))
+
+    def row(self, workload: str, scheduler: str) -> DaskGetRow | None:
+        return next((r for r in self.rows if (r.workload, r.scheduler) == (workload, scheduler)), None)
+
+    def ratio(self, workload: str, scheduler: str = "ftdag", reference: str = REFERENCE,
+              median: bool = False) -> float | None:
+        """``scheduler``'s time over ``reference``'s on ``workload``, best over best (or median over
+        median), both timed in this run (below 1: ``scheduler`` is faster)."""
+        mine, ref = self.row(workload, scheduler), self.row(workload, reference)
+        if not (self.ok and mine and ref):
+            return None
+        return _over(mine.median_s, ref.median_s) if median else _over(mine.best_s, ref.best_s)
+
+    @property
+    def ratios(self) -> dict[str, list[float | None]]:
+        """Per workload, ftdag over ``dask.threaded.get``: [best, median]."""
+        return {w: [self.ratio(w), self.ratio(w, median=True)] for w in self.workloads}
+
+    def target(self, workload: str) -> float | None:
+        row = self.row(workload, "ftdag")
+        return row.target if row else None
+
+    @property
+    def targets_apply(self) -> bool:
+        """The targets are for a free-threaded build with the GIL off."""
+        return bool(self.ok and self.free_threaded_build and self.gil_enabled is False)
+
+    def meets_target(self, workload: str) -> bool | None:
+        target, ratio = self.target(workload), self.ratio(workload)
+        return None if not self.targets_apply or target is None or ratio is None else ratio <= target
+
+    @property
+    def verdicts(self) -> dict[str, bool | None]:
+        """Per workload with a target: met, missed, or None where the targets do not apply."""
+        return {w: self.meets_target(w) for w in self.workloads if self.target(w) is not None}
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(super().to_json(), rows=[r.to_json() for r in self.rows])
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DaskGetResult:
+        rec = super().from_json(data)
+        return replace(rec, rows=tuple(DaskGetRow.from_json(r) for r in data.get("rows") or ()),
+                       skipped=tuple(data.get("skipped") or ()))
+
+
+@dataclass(frozen=True)
+class DistributedRow:
+    """One (workload, backend) row of ``benchmarks/distributed_bench.py``: every timed run of one ftdag
+    backend (``threads``, ``processes``, ``distributed``) on one workload, or why it could not run."""
+
+    workload: str
+    backend: str
+    tasks: int
+    times_s: tuple[float, ...] = ()
+    error: str | None = None
+
+    @property
+    def best_s(self) -> float | None:
+        return _best_median(self.times_s)[0]
+
+    @property
+    def median_s(self) -> float | None:
+        return _best_median(self.times_s)[1]
+
+    @property
+    def per_task_us(self) -> float | None:
+        return _over(self.best_s, self.tasks / 1e6 if self.tasks else None)
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(asdict(self), times_s=list(self.times_s), best_s=self.best_s, median_s=self.median_s,
+                    per_task_us=self.per_task_us)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DistributedRow:
+        return _fields_of(cls, data)
+
+
+@dataclass(frozen=True)
+class DistributedResult(_Timed):
+    """One run of ``benchmarks/distributed_bench.py`` on one interpreter: ftdag's ``distributed``
+    backend (an embedded ``LocalCluster`` of ``workers`` single-threaded worker processes) against its
+    ``threads`` and ``processes`` backends, the backends interleaved round by round in one process
+    (:class:`DistributedRow`).  ``worker_reports``: what the distributed backend found on each worker
+    (``free_threaded``, ``gil_enabled``, ``profiler``).  There is no target: the numbers are reported.
+    """
+
+    ok: bool
+    error: str | None = None
+    mode: str = ""
+    workers: int | None = None
+    spin_per_ms: float | None = None
+    rows: tuple[DistributedRow, ...] = ()
+    worker_reports: Mapping[str, Any] = field(default_factory=dict)
+    free_threaded_build: bool | None = None
+    gil_enabled: bool | None = None
+    background_cpus: float | None = None
+    steal_cpus: float | None = None
+    interpreter: str | None = None
+    discarded_noisy_attempts: tuple[DistributedResult, ...] = ()
+
+    BACKENDS: ClassVar[tuple[str, ...]] = ("threads", "processes", "distributed")
+    DERIVED = ("ratios",)
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> DistributedResult:
+        """The record of a ``distributed_bench.py --json`` document (schema ``ftdag-distributed-bench/1``)."""
+        return cls(ok=True, mode=doc["mode"], workers=doc.get("workers"), spin_per_ms=doc.get("spin_per_ms"),
+                   rows=tuple(DistributedRow.from_json(r) for r in doc["rows"]),
+                   worker_reports=dict(doc.get("worker_reports") or {}), free_threaded_build=doc.get("free_threaded"),
+                   gil_enabled=doc.get("gil_enabled"), background_cpus=doc.get("background_cpus"),
+                   steal_cpus=doc.get("steal_cpus"))
+
+    @property
+    def workloads(self) -> list[str]:
+        return list(dict.fromkeys(r.workload for r in self.rows))
+
+    def row(self, workload: str, backend: str) -> DistributedRow | None:
+        return next((r for r in self.rows if (r.workload, r.backend) == (workload, backend)), None)
+
+    def distributed_over(self, workload: str, backend: str, median: bool = False) -> float | None:
+        """The distributed backend's time over ``backend``'s on ``workload``, best over best (or median
+        over median), both timed in this run (above 1: distributed is slower)."""
+        d, other = self.row(workload, "distributed"), self.row(workload, backend)
+        if not (self.ok and d and other):
+            return None
+        return _over(d.median_s, other.median_s) if median else _over(d.best_s, other.best_s)
+
+    @property
+    def ratios(self) -> dict[str, dict[str, list[float | None]]]:
+        """Per workload and other backend, distributed over it: [best, median]."""
+        return {w: {b: [self.distributed_over(w, b), self.distributed_over(w, b, median=True)]
+                    for b in self.BACKENDS if b != "distributed"} for w in self.workloads}
+
+    def worker_warnings(self) -> list[str]:
+        """What would make the distributed rows void or unsafe on the workers: a free-threaded worker
+        whose GIL is on, or whose statistical profiler is on (it samples other threads' frames)."""
+        out = []
+        for address, rep in self.worker_reports.items():
+            if isinstance(rep, Mapping) and rep.get("free_threaded"):
+                if rep.get("gil_enabled"):
+                    out.append(f"{address}: GIL on")
+                if rep.get("profiler"):
+                    out.append(f"{address}: profiler on")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(super().to_json(), rows=[r.to_json() for r in self.rows])
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DistributedResult:
+        rec = super().from_json(data)
+        return replace(rec, rows=tuple(DistributedRow.from_json(r) for r in data.get("rows") or ()))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """The comparison's report: the table of every measurement, the small-graph row, the break-even
-sweep, the result store's overhead, the cached re-run and the ready order, as ``results.md`` and
+sweep, the result store's overhead, the cached re-run, the ready order and the dask benchmarks (``ftdag.get``
+against dask's schedulers, the distributed backend against threads and processes), as ``results.md`` and
 ``results.json``; and the cell formatting ``bench.py`` shares.
 
 A :class:`Comparison` holds everything one run of ``compare.py`` measured; its :attr:`rows` are
@@ -8,7 +9,8 @@ renders it and :meth:`Comparison.to_json` is ``results.json`` (schema ``ftdag-co
 ``schema``, ``date``, ``mode``, ``duration_s``, ``machine``, ``interrupted``, ``interpreters``,
 ``settings``, ``reference``, ``measurements``, ``sweep``, ``breakeven``, ``small_graph``, ``summary``,
 ``store_overhead``: :class:`records.StoreOverhead` records, ``resume``: :class:`records.ResumeResult`
-records, ``order``: :class:`records.OrderResult` records).
+records, ``order``: :class:`records.OrderResult` records, ``dask_get``: :class:`records.DaskGetResult`
+records, ``distributed``: :class:`records.DistributedResult` records).
 
 Importing this module runs nothing.
 """
@@ -23,7 +25,17 @@ from functools import cached_property
 from typing import Any
 
 from environment import Interpreter, build_caveat
-from records import Measurement, OrderResult, Reference, ResumeResult, Row, SmallGraphResult, StoreOverhead
+from records import (
+    DaskGetResult,
+    DistributedResult,
+    Measurement,
+    OrderResult,
+    Reference,
+    ResumeResult,
+    Row,
+    SmallGraphResult,
+    StoreOverhead,
+)
 
 SCHEMA = "ftdag-compare/1"
 LABELS = {
@@ -131,6 +143,8 @@ class Comparison:
     store_overhead: tuple[StoreOverhead, ...] = ()
     resume: tuple[ResumeResult, ...] = ()
     order: tuple[OrderResult, ...] = ()
+    dask_get: tuple[DaskGetResult, ...] = ()
+    distributed: tuple[DistributedResult, ...] = ()
 
     @cached_property
     def reference(self) -> Reference:
@@ -163,6 +177,8 @@ class Comparison:
             "store_overhead": [r.to_json() for r in self.store_overhead],
             "resume": [r.to_json() for r in self.resume],
             "order": [r.to_json() for r in self.order],
+            "dask_get": [r.to_json() for r in self.dask_get],
+            "distributed": [r.to_json() for r in self.distributed],
         }
 
 
@@ -466,12 +482,156 @@ def order_markdown(results: Sequence[OrderResult]) -> str:
     return intro + "\n\n" + order_table(results) + ("\n\n" + "\n".join(lines) if lines else "")
 
 
+# -- the dask benchmarks ---------------------------------------------------------------------------
+
+
+def dask_get_backend_cell(r: DaskGetResult) -> str:
+    """``auto → threads (default)``: what ftdag ran ``ftdag.get`` on, and whether that was its default."""
+    if r.requested_backend == "auto":
+        return f"auto → {r.ftdag_backend} (default)" if r.ftdag_backend else "auto (default)"
+    return r.requested_backend
+
+
+def dask_get_targets_cell(r: DaskGetResult, workload: str) -> str:
+    """Whether ftdag met issue 10's target on ``workload``, or why it does not apply ("" if it has none)."""
+    target = r.target(workload)
+    if not r.ok or target is None:
+        return ""
+    if not r.targets_apply:
+        return (f"(≤ {target:g}× on free-threaded builds)" if not r.free_threaded_build else
+                f"n/a (GIL {'re-enabled' if r.gil_enabled else 'unknown'})")
+    verdict = "met" if r.meets_target(workload) else "**missed**"
+    return f"≤ {target:g}×: {verdict}" + (f" ({r.mode} sizes)" if r.mode != "full" else "")
+
+
+def _fmt_ratio(x: float | None) -> str:
+    """:func:`fmt_x`, without decimals from 100× up (the distributed backend's chain)."""
+    return f"{x:,.0f}×" if x is not None and x >= 100 else fmt_x(x)
+
+
+def _ratio_pair(best: float | None, median: float | None) -> str:
+    return f"{_fmt_ratio(best)} / {_fmt_ratio(median)}"
+
+
+def _per_task(*rows: Any) -> str:
+    """The rows' µs per task, ``a / b / c`` (``—`` for a row that is missing or has no time)."""
+    def cell(us: float | None) -> str:
+        return "—" if us is None else f"{us:.1f}" if us < 100 else f"{us:,.0f}"
+
+    return " / ".join(cell(None if r is None else r.per_task_us) for r in rows)
+
+
+def dask_get_markdown(results: Sequence[DaskGetResult]) -> str:
+    """``ftdag.get`` against ``dask.threaded.get`` and ``dask.get``, per interpreter, ftdag backend and workload."""
+    first = next((r for r in results if r.ok and r.rows), None)
+    sizes = {row.workload: row.size for row in first.rows} if first else {}
+    workers = first.workers if first else 2
+    quick = any(r.mode == "quick" for r in results)
+    intro = (
+        "### ftdag.get as a dask scheduler\n\n"
+        "`benchmarks/dask_get.py` in a fresh process per interpreter and ftdag backend: `ftdag.get`, "
+        f"`dask.threaded.get` and `dask.get` (dask's synchronous scheduler), each with {workers} workers, on a chain "
+        f"of {sizes.get('chain', 'N')} no-op `dask.delayed` tasks, a `dask.bag` map and sum over "
+        f"{sizes.get('bag', 'N')} one-element partitions (each map ~100 µs of pure Python) and a `dask.array` "
+        f"`(x ** 2).sum()` over {sizes.get('array', 'N')} chunks. Each scheduler gets exactly what `dask.compute` "
+        "hands it (graph conversion included) and every result is checked against `dask.get`'s; after one warm-up "
+        "each, every repetition runs the three schedulers in turn. ftdag backend: `auto` is `ftdag.get`'s default, "
+        "its shared executor (threads when the GIL is off, processes on a GIL build); on the GIL build it is also "
+        "measured on `threads` (an executor passed as `executor=`). Times: best / median of the repetitions; "
+        "µs/task: best time over the graph's tasks; × threaded: ftdag's time over `dask.threaded.get`'s, best over "
+        "best / median over median, both timed in the same run (lower is better); × sync: the same over `dask.get`, "
+        "best over best. Targets (issue 10: free-threaded build, GIL off, full sizes): ftdag at most 0.1× "
+        "`dask.threaded.get` on the chain and 0.6× on the bag; on the GIL build the rows are for reference."
+        + (" Quick mode: the workloads are 5 times smaller than the full sizes the targets are for." if quick else "")
+        + " †: other processes took CPU meanwhile.")
+    header = ["interpreter", "ftdag backend", "workload", "tasks", "ftdag", "dask.threaded.get", "dask.get",
+              "µs/task ftdag / threaded", "ftdag × threaded", "ftdag × sync", "target", "runs"]
+    body, lines = [], []
+    for r in results:
+        if not r.ok:
+            body.append([str(r.interpreter), dask_get_backend_cell(r), error_cell(r.error)] + [""] * 9)
+            continue
+        for w in r.workloads:
+            f, t, s = r.row(w, "ftdag"), r.row(w, "threaded"), r.row(w, "sync")
+            cells = [_best_and_median(x.best_s, x.median_s) if x else "—" for x in (f, t, s)]
+            body.append([str(r.interpreter), dask_get_backend_cell(r), w, str(f.tasks if f else ""),
+                         cells[0] + ("†" if r.noisy else ""), cells[1], cells[2], _per_task(f, t),
+                         _ratio_pair(r.ratio(w), r.ratio(w, median=True)), fmt_x(r.ratio(w, reference="sync")),
+                         dask_get_targets_cell(r, w), str(f.runs if f else "")])
+        for why in r.skipped:
+            body.append([str(r.interpreter), dask_get_backend_cell(r), f"not measured: {why}"] + [""] * 9)
+        verdicts = []
+        for w in r.workloads:
+            target = r.target(w)
+            met = r.meets_target(w)
+            verdicts.append(f"{w} {fmt_x(r.ratio(w))}" + ("" if target is None or met is None else
+                                                          f" (target ≤ {target:g}×: {'met' if met else 'missed'})"))
+        which = f"ftdag's default ({r.ftdag_backend})" if r.requested_backend == "auto" else r.requested_backend
+        note = "" if r.targets_apply else " (the targets are for free-threaded builds)"
+        lines.append(f"- {r.interpreter}, {which}: ftdag's time over `dask.threaded.get`'s, best: "
+                     + ", ".join(verdicts) + f"{note}.")
+    return intro + "\n\n" + markdown_table(header, body, left=3) + ("\n\n" + "\n".join(lines) if lines else "")
+
+
+def _workers_line(r: DistributedResult) -> str:
+    reps = [rep for rep in r.worker_reports.values() if isinstance(rep, dict)]
+    if not reps:
+        return f"- {r.interpreter}: no worker reports."
+    states = sorted({(bool(x.get("free_threaded")), bool(x.get("gil_enabled")), bool(x.get("profiler")))
+                     for x in reps})
+    desc = "; ".join(f"{'free-threaded' if ft else 'GIL build'}, GIL {'on' if gil else 'off'}, "
+                     f"profiler {'on' if prof else 'off'}" for ft, gil, prof in states)
+    warnings = r.worker_warnings()
+    return (f"- {r.interpreter}: {len(reps)} distributed workers ({desc})"
+            + (f"; **⚠ {', '.join(warnings)}**" if warnings else "") + ".")
+
+
+def distributed_markdown(results: Sequence[DistributedResult]) -> str:
+    """ftdag's distributed backend against its threads and processes backends, per interpreter and workload."""
+    first = next((r for r in results if r.ok and r.rows), None)
+    tasks = {row.workload: row.tasks for row in first.rows} if first else {}
+    workers = first.workers if first else 2
+    intro = (
+        "### The distributed backend against threads and processes\n\n"
+        f"`benchmarks/distributed_bench.py` in a fresh process per interpreter: three `ftdag.Executor`s of {workers} "
+        f"workers, `threads`, `processes` and `distributed` (an embedded `LocalCluster` of {workers} single-threaded "
+        "worker processes on 127.0.0.1, with dask's statistical profiler off on free-threaded builds), each started "
+        "and warmed up by an untimed run of every workload, so that no start-up is timed; a chain of "
+        f"{tasks.get('chain', 'N')} no-op tasks (each waits for the one before: the time per task is a backend's "
+        f"round trip) and {tasks.get('cpu', 32)} independent tasks of 10 ms of pure-Python CPU work. The backends "
+        "alternate round by round. Times: best / median of the rounds; µs/task: best time over the tasks; "
+        "distributed ×: the distributed backend's time over the other backend's, best over best / median over "
+        "median, both timed in the same run (above 1: distributed is slower). No target: the numbers are reported. "
+        "†: other processes took CPU meanwhile.")
+    header = ["interpreter", "workload", "tasks", "threads", "processes", "distributed",
+              "µs/task threads / processes / distributed", "distributed × threads", "distributed × processes", "rounds"]
+    body, lines = [], []
+    for r in results:
+        if not r.ok:
+            body.append([str(r.interpreter), error_cell(r.error)] + [""] * 8)
+            continue
+        for w in r.workloads:
+            rows = [r.row(w, b) for b in r.BACKENDS]
+            cells = ["—" if x is None else error_cell(x.error) if x.error else _best_and_median(x.best_s, x.median_s)
+                     for x in rows]
+            cells[2] += "†" if r.noisy else ""
+            n = next((x.tasks for x in rows if x), "")
+            rounds = max((len(x.times_s) for x in rows if x), default=0)
+            body.append([str(r.interpreter), w, str(n), *cells, _per_task(*rows),
+                         _ratio_pair(r.distributed_over(w, "threads"), r.distributed_over(w, "threads", median=True)),
+                         _ratio_pair(r.distributed_over(w, "processes"),
+                                     r.distributed_over(w, "processes", median=True)), str(rounds)])
+        lines.append(_workers_line(r))
+    return intro + "\n\n" + markdown_table(header, body) + ("\n\n" + "\n".join(lines) if lines else "")
+
+
 # -- the whole report --------------------------------------------------------------------------
 
 
 def markdown_report(c: Comparison, chart: bool) -> str:
     """``results.md`` without its title: description, table, legend, headline, small graphs, sweep, result
-    store, resuming, ready order, chart (each section only if it was measured)."""
+    store, resuming, ready order, ftdag.get, the distributed backend, chart (each section only if it was
+    measured)."""
     parts = [describe(c)]
     if c.measurements:
         parts += [markdown(c.rows, c.reference), LEGEND.format(ref=c.reference.label), headline(c)]
@@ -485,6 +645,10 @@ def markdown_report(c: Comparison, chart: bool) -> str:
         parts.append(resume_markdown(c.resume))
     if c.order:
         parts.append(order_markdown(c.order))
+    if c.dask_get:
+        parts.append(dask_get_markdown(c.dask_get))
+    if c.distributed:
+        parts.append(distributed_markdown(c.distributed))
     if chart:
         parts.append(CHART_LINK)
     return "\n\n".join(parts)
