@@ -47,9 +47,10 @@ def table(rows: Iterable[Iterable[int]]) -> tuple[array, array]:
     return array(INDEX, start), ids
 
 
-def transpose(start: array, ids: array, n: int) -> tuple[array, array]:
+def transpose(start: array, ids: array, n: int) -> tuple[array, array, array]:
     """The inverse of a table over ``n`` nodes: row ``d`` lists every ``i`` whose row holds
-    ``d``, as often as it does there, in ascending order of ``i``."""
+    ``d``, as often as it does there, in ascending order of ``i``.  Returns its ``start`` and
+    ``ids``, and the length of each of its rows."""
     count = [0] * n
     for d in ids:
         count[d] += 1
@@ -62,7 +63,7 @@ def transpose(start: array, ids: array, n: int) -> tuple[array, array]:
             p = fill[d]
             out[p] = i
             fill[d] = p + 1
-    return out_start, out
+    return out_start, out, array(INDEX, count)
 
 
 class Rows(Sequence[tuple[int, ...]]):
@@ -82,12 +83,12 @@ class Rows(Sequence[tuple[int, ...]]):
         return len(self.start) - 1
 
     def __getitem__(self, i: int) -> tuple[int, ...]:  # type: ignore[override]
-        n = len(self.start) - 1
-        if i < 0:
-            i += n
-        if not 0 <= i < n:
-            raise IndexError(f"row {i} out of range for {n} rows")
         start = self.start
+        if i < 0 or i >= len(start) - 1:
+            n = len(start) - 1
+            if not -n <= i < n:
+                raise IndexError(f"row {i} out of range for {n} rows")
+            i += n
         return tuple(self.ids[start[i]:start[i + 1]])
 
     def __iter__(self) -> Iterator[tuple[int, ...]]:

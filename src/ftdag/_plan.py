@@ -24,8 +24,6 @@ from __future__ import annotations
 import threading
 from array import array
 from collections.abc import Hashable, Iterable, Sequence
-from itertools import accumulate, compress
-from operator import eq, sub
 
 from ._arrays import INDEX
 from .graph import Dag
@@ -63,21 +61,13 @@ class _Template:
         start, dep_ids, after = dag._dep_start, dag._dep_ids, dag._after
         outputs = frozenset(output_ids)
         if not given and _every_sink(dag, outputs):
-            # The whole graph is planned: no closure to walk, and C loops count.  A task's
-            # remaining count is its task dependencies (a running sum of task flags over the
-            # edges, differenced per row) plus its order-only predecessors (never sources).
-            is_task = [fn is not None for fn in fns]
+            # The whole graph is planned: no closure to walk, and the counts are the graph's own
+            # (Dag._whole_plan), shared read-only (a Plan copies them).
             planned_count = n
-            tasks = array(INDEX, compress(range(n), is_task))
-            flags = list(accumulate(map(is_task.__getitem__, dep_ids), initial=0))
-            at = flags.__getitem__
-            remaining = array(INDEX, map(sub, map(at, start[1:]), map(at, start[:-1])))
-            if after is not None:
-                for i, ps in enumerate(after):
-                    if ps:
-                        remaining[i] += len(ps)
-            out_start = dag._out_start
-            consumers = array(INDEX, map(sub, out_start[1:], out_start[:-1]))  # every dependent
+            tasks = dag._tasks
+            remaining = dag._indegree
+            consumers = dag._outdegree[:]
+            initial = dag._initial
         else:
             planned = dag._closure(output_ids, given)
             planned_count = len(planned)
@@ -100,13 +90,13 @@ class _Template:
                             count += 1
                 remaining[i] = count
             tasks = array(INDEX, task_list)
+            initial = tuple(t for t in task_list if not remaining[t])
         for i in output_ids:
             consumers[i] += 1
         self.dag = dag
         self.outputs = outputs
         self.tasks = tasks  # planned task ids, in topological order (an array)
-        # tasks ready at the start, in topological order
-        self.initial = tuple(compress(tasks, [not remaining[t] for t in tasks])) if tasks else ()
+        self.initial = initial  # tasks ready at the start, in topological order
         self.executed = planned_count  # planned nodes, sources included (RunStats.executed)
         self.remaining = remaining  # the counts a run starts from (module docstring)
         self.consumers = consumers  # the counts a run starts from (module docstring)
@@ -159,13 +149,7 @@ class _Template:
 def _every_sink(dag: Dag, outputs: frozenset[int]) -> bool:
     """Whether ``outputs`` holds every sink of ``dag`` (a node nothing runs after), so that a
     plan for them is the whole graph: every node is an ancestor of some sink."""
-    out_start, followers = dag._out_start, dag._followers
-    if len(outputs) < len(out_start) - 1:
-        ends = compress(range(len(out_start) - 1), map(eq, out_start[1:], out_start[:-1]))  # no dependent
-        if followers is None:
-            return all(map(outputs.__contains__, ends))
-        return all(i in outputs for i in ends if not followers[i])
-    return True
+    return all(map(outputs.__contains__, dag._sinks))
 
 
 def ready_order(dag: Dag, tasks: Sequence[int], remaining: array) -> tuple[array, array]:

@@ -84,18 +84,21 @@ I8. In a guarded run, a task runs only while admitted: ``_admit_next`` admits it
     before anything else (ftdag._admission keeps A1-A3).  A task that was not admitted holds
     no slot and no in-flight count (I1), and is back in ``ready`` after the next release.
 I9. A quick slot runs its own queue without the lock.  In a plain run, when the tasks a slot
-    ran since its last critical section took under ``_QUICK_S`` each on average, the slot
-    takes its next task from ``queues[w]`` with the deque's own atomic pop, without
-    ``_lock``, and records the tasks it finished (their results, counts and ready
-    dependents) all at once at its next critical section, in the order they ran.  Thieves
-    pop the other end under the lock, so each queued task is taken by one thread (a pop that
-    loses the race finds the deque empty and moves on); a task moving from the queue to
-    running stays in ``in_flight``, so I1 and I2 are untouched; and nothing about a finished
-    task is visible to other threads before its record, so I3 to I5 hold as written.  What
-    it costs: a finished task's dependents become ready up to ``cap`` tasks later, and only
-    while tasks are quick; and, as in a solo chain, a slot may start the queued task it was
-    about to take as the run stops (I6).  A lock round-trip then serves up to ``cap + 1``
-    tasks, which is what keeps wide graphs of tiny tasks near the sequential cost.
+    ran since its last critical section took under ``_QUICK_S`` each on average, and no
+    other thread is idle, the slot takes its next task from ``queues[w]`` with the deque's
+    own atomic pop, without ``_lock``, and records the tasks it finished (their results,
+    counts and ready dependents) all at once at its next critical section, in the order they
+    ran.  Thieves pop the other end under the lock, so each queued task is taken by one
+    thread (a pop that loses the race finds the deque empty and moves on); a task moving
+    from the queue to running stays in ``in_flight``, so I1 and I2 are untouched; and
+    nothing about a finished task is visible to other threads before its record, so I3 to
+    I5 hold as written.  What it costs: a finished task's dependents become ready up to
+    ``cap`` tasks later, only while tasks are quick and every other thread is busy; and, as
+    in a solo chain, a slot may start the queued task it was about to take as the run stops
+    (I6).  (So a task must not wait for a task that the graph does not order before it: a
+    dependent of a task recorded late could be held back behind it.  Such a wait was never
+    safe: with one worker it waits forever.)  A lock round-trip then serves up to
+    ``cap + 1`` tasks, which keeps wide graphs of tiny tasks near the sequential cost.
 
 No code polls or sleeps: a pool thread waits on ``_wake`` only after ``_take`` found nothing
 under the lock, and the caller sets ``caller_waiting`` in that same critical section;
@@ -370,8 +373,7 @@ class ThreadPool:
             old, self._run = self._run, run  # an abandoned run is freed below, not under the lock
             if self._crash is not None:  # a thread crashed since run() looked: start nothing
                 self._stop(run)
-            self._dispatch(run, c)
-            task = self._take(run, c)
+            task = self._take(run, c)  # (it dispatches what it leaves ready, waking pool threads for it)
             over = task == NO_TASK and self._caller_idle(run)
         del old
         while not over:
@@ -596,7 +598,7 @@ class ThreadPool:
                 done.append(task)
                 results.append(result)
                 result = None
-                if quick and own and not run.stopped:  # I9: the next task this slot already holds
+                if quick and own and not self._idle and not run.stopped:  # I9: the next task it holds
                     try:
                         task = take_own()
                     except IndexError:  # stolen meanwhile (thieves hold the lock, this side does not)

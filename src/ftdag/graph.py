@@ -20,8 +20,8 @@ import threading
 from array import array
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from itertools import accumulate, chain, repeat
-from operator import lt
+from itertools import accumulate, chain, compress, repeat
+from operator import is_, is_not, lt, not_, sub
 from typing import Any
 
 from . import _constraints, _pictures
@@ -279,7 +279,7 @@ def _topological(
     cycle: raises :class:`~ftdag.AccessError` when an edge that consuming a name implies is on
     it, else :class:`CycleError`."""
     n = len(keys)
-    users_start, users = transpose(start, ids, n)
+    users_start, users, _ = transpose(start, ids, n)
     indegree = [start[i + 1] - start[i] for i in range(n)]
     followers: list[list[int]] | None = None
     if after is not None:
@@ -345,6 +345,7 @@ class Dag:
         "_keys", "_ids", "_fns", "_values", "_options", "_n_sources", "_plans", "_plans_lock",
         "_dep_start", "_dep_ids", "_out_start", "_out_ids", "_next_start", "_next_ids",
         "_deps", "_dependents", "_next", "_after", "_followers", "_access", "_resources",
+        "_indegree", "_outdegree", "_tasks", "_initial", "_sinks",
     )
 
     def __init__(
@@ -380,7 +381,7 @@ class Dag:
         # dependencies as listed (with repeats), and their inverse, the data dependents (with
         # multiplicity, matching); both also shown as tuples by the views _deps and _dependents.
         self._dep_start, self._dep_ids = start, ids
-        self._out_start, self._out_ids = transpose(start, ids, n)
+        self._out_start, self._out_ids, outdegree = transpose(start, ids, n)
         self._deps = Rows(start, ids)
         self._dependents = Rows(self._out_start, self._out_ids)
         # The options table (ftdag._options): a task's TaskOptions, None for defaults and sources;
@@ -421,8 +422,34 @@ class Dag:
             if any(o is not None and o.resources for o in table_):
                 self._resources = tuple(o.resources if o is not None and o.resources else None for o in table_)
         self._n_sources = self._fns.count(None)
+        self._whole_plan(outdegree)
         self._plans: dict = {}  # plan templates by frozenset of output ids: ftdag._plan._template
         self._plans_lock = threading.Lock()
+
+    def _whole_plan(self, outdegree: array) -> None:
+        """The counts of a plan of the whole graph, which every request of all the sinks gets
+        (ftdag._plan): made here with C loops, so that such a request costs a few copies."""
+        fns, start, out_start, out_ids = self._fns, self._dep_start, self._out_start, self._out_ids
+        n = len(fns)
+        # By id: the task dependencies (with multiplicity) and order-only predecessors of a
+        # task, which is how many finishes it waits for (sources count as done from the start).
+        indegree = array(INDEX, map(sub, start[1:], start[:-1]))
+        if self._n_sources:
+            for s in compress(range(n), map(is_, fns, repeat(None))):
+                for u in out_ids[out_start[s]:out_start[s + 1]]:
+                    indegree[u] -= 1
+        if self._after is not None:
+            for i, ps in enumerate(self._after):
+                if ps:
+                    indegree[i] += len(ps)
+        self._indegree = indegree
+        self._outdegree = outdegree  # by id: its dependents, with multiplicity (its consumers)
+        self._tasks = array(INDEX, compress(range(n), map(is_not, fns, repeat(None))))  # task ids, ascending
+        self._initial = tuple(compress(self._tasks, map(not_, map(indegree.__getitem__, self._tasks))))
+        # The nodes nothing runs after: a request holding all of them plans the whole graph.
+        ends = compress(range(n), map(not_, outdegree))
+        followers = self._followers
+        self._sinks = tuple(ends) if followers is None else tuple(i for i in ends if not followers[i])
 
     def __len__(self) -> int:
         return len(self._keys)
