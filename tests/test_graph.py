@@ -72,7 +72,7 @@ class TestNumbering:
         n = len(dag)
         assert len(dag._dep_start) == len(dag._out_start) == n + 1
         inverse: list[list[int]] = [[] for _ in range(n)]
-        for k in dag.keys():
+        for k in dag:
             row = dag._deps[ids[k]]
             assert row == tuple(ids[d] for d in (graph[k] or ()))
             for d in row:
