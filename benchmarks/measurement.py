@@ -6,9 +6,10 @@
 :func:`run_store_overhead`  ``store_overhead.py``: what a result store costs per record.
 :func:`run_resume`       ``resume_bench.py``: the rollup's fully cached re-run against its first run.
 :func:`run_order`        ``order.py``: critical-path order against insertion (FIFO) order.
+:func:`run_scale`        ``scale.py``: build, run and memory per node of one size of the random DAG.
 :class:`Measurer`        every measurement of the comparison in order (the table, the small-graph
                          row, the break-even sweep, the result store's overhead, the cached re-run,
-                         the ready order),
+                         the ready order, the scale),
                          with progress, a second attempt for a parallel runner timed on a busy
                          machine, and a clean stop on Ctrl-C.
 
@@ -26,11 +27,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from environment import Interpreter, loadavg, say
-from records import Measurement, OrderResult, ResumeResult, SmallGraphResult, StoreOverhead, with_interpreter
+from records import (
+    Measurement,
+    OrderResult,
+    ResumeResult,
+    ScaleResult,
+    SmallGraphResult,
+    StoreOverhead,
+    with_interpreter,
+)
 from report import LABELS, error_cell, fmt_time, fmt_x, order_targets_cell, size_cell
 
 HERE = Path(__file__).resolve().parent
-R = TypeVar("R", Measurement, SmallGraphResult, StoreOverhead, ResumeResult, OrderResult)
+R = TypeVar("R", Measurement, SmallGraphResult, StoreOverhead, ResumeResult, OrderResult, ScaleResult)
 
 
 @dataclass(frozen=True)
@@ -183,6 +192,18 @@ def run_order(python: str, *, rounds: int | None, workers: int, spin_per_ms: flo
     return OrderResult(ok=False, error=str(reason), workers=workers, task_ms=task_ms)
 
 
+def run_scale(python: str, n: int, *, mode: str, workers: int, timeout: float | None = None,
+              env: dict[str, str] | None = None) -> ScaleResult:
+    """Both children of ``scale.py`` for ``n`` nodes (timing, then memory), with the mode's rounds and
+    size limits; never raises for a failing child.  ``timeout``: per child (default: ``scale.py``'s,
+    which grows with ``n``)."""
+    import scale
+
+    return scale.measure_size(python, n, workers=workers, rounds=scale.rounds_for(n, mode),
+                              processes_up_to=scale.PROCESSES_UP_TO[mode], memory_up_to=scale.MEMORY_UP_TO[mode],
+                              timeout=timeout, env=env)
+
+
 def sweep_runners(interp: Interpreter) -> list[str]:
     """ftdag's parallel backends worth sweeping on a build: threads where the GIL is off; on a
     GIL build processes (the default there) and threads (for comparison)."""
@@ -202,13 +223,13 @@ def order_interpreters(interps: Sequence[Interpreter]) -> list[Interpreter]:
     return sorted(interps, key=lambda i: (i.label != "3.13t", not i.ft))
 
 
-def _noise(rec: Measurement | SmallGraphResult | StoreOverhead | ResumeResult | OrderResult) -> str:
+def _noise(rec: Measurement | SmallGraphResult | StoreOverhead | ResumeResult | OrderResult | ScaleResult) -> str:
     return f"other processes used {rec.load:.2f} CPU"
 
 
 class Measurer:
     """Every measurement of one comparison, each in a fresh child (``bench.py``, ``store_overhead.py``,
-    ``resume_bench.py``, ``order.py``) of an interpreter's venv."""
+    ``resume_bench.py``, ``order.py``, ``scale.py``) of an interpreter's venv."""
 
     def __init__(self, mode: Mode, workers: int, spin_per_ms: float, env: dict[str, str],
                  scratch: Path = HERE / "results") -> None:
@@ -309,6 +330,18 @@ class Measurer:
         plan = [(i,) for i in order_interpreters(interps)]
         return self._each("order ", plan, lambda i: f"{i.label} · ready order, critical path against FIFO", measure,
                           show, retry=lambda i: True)
+
+    def scale(self, interps: Sequence[Interpreter]) -> list[ScaleResult]:
+        """``scale.py`` at each of the mode's sizes, on every interpreter, 3.13t first; no second attempt
+        on a busy machine (one size takes up to minutes: noisy ones are marked instead)."""
+        import scale
+
+        def measure(interp, n):
+            return run_scale(interp.bench.python, n, mode=self.mode.name, workers=self.workers, env=self.env)
+
+        plan = [(i, n) for i in order_interpreters(interps) for n in scale.SIZES[self.mode.name]]
+        return self._each("scale ", plan, lambda i, n: f"{i.label} · random DAG of {n:,} nodes", measure,
+                          lambda rec, i: scale.summary(rec), retry=lambda i, n: False)
 
     def _each(self, tag: str, plan: list[tuple], describe: Callable[..., str], measure: Callable[..., R],
               show: Callable[[R, Interpreter], str], retry: Callable[..., bool]) -> list[R]:
