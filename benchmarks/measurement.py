@@ -200,8 +200,8 @@ def run_scale(python: str, n: int, *, mode: str, workers: int, timeout: float | 
     import scale
 
     return scale.measure_size(python, n, workers=workers, rounds=scale.rounds_for(n, mode),
-                              processes_up_to=scale.PROCESSES_UP_TO[mode], memory_up_to=scale.MEMORY_UP_TO[mode],
-                              timeout=timeout, env=env)
+                              processes_up_to=scale.PROCESSES_UP_TO[mode], first_threads_up_to=scale.FIRST_THREADS_UP_TO,
+                              memory_up_to=scale.MEMORY_UP_TO[mode], timeout=timeout, env=env)
 
 
 def sweep_runners(interp: Interpreter) -> list[str]:

@@ -22,9 +22,11 @@ Each size is measured in two fresh processes of this interpreter (this script wi
 then 2 up to 100,000, then 1): ``graphlib.TopologicalSorter(spec).static_order()`` consumed
 into a list, on the spec dict ``{key: tuple_of_deps}`` (the reference for the build);
 ``add_task`` for every node plus ``build()``, twice per round (one Dag for the sequential runs,
-one for the threads runs, each built while no other Dag is alive); on each, its first run (a
-new request: its plan is computed), then a repeated run of the same request (its plan cached),
-sequential and on threads; a repeated run on processes, on the sequential runs' Dag, up to
+one for the threads runs, each built while no other Dag is alive; above ``FIRST_THREADS_UP_TO``,
+200,000 nodes, once: a Dag's first run there takes minutes on 3.13t, and the threads runs reuse
+the sequential runs' Dag, after one untimed run); on each, its first run (a new request: its
+plan is computed), then a repeated run of the same request (its plan cached), sequential and
+on threads; a repeated run on processes, on the sequential runs' Dag, up to
 ``PROCESSES_UP_TO`` nodes (10,000 in both modes: a process run costs ~100 µs per node on
 either build here, flat with the size, so one run of 1M nodes would take minutes); and the
 plain loop, the reference for the runs: a dict of values over the keys in order, calling
@@ -89,7 +91,7 @@ if str(HERE) not in sys.path:
 from environment import background_load, cpu_snapshot, loadavg, now_iso  # noqa: E402
 from records import ScaleResult  # noqa: E402
 
-__all__ = ["MEMORY_UP_TO", "MEMORY_WORKERS", "PROCESSES_UP_TO", "ROUNDS", "SCHEMA", "SEED", "SIZES", "draw", "make_spec",
+__all__ = ["FIRST_THREADS_UP_TO", "MEMORY_UP_TO", "MEMORY_WORKERS", "PROCESSES_UP_TO", "ROUNDS", "SCHEMA", "SEED", "SIZES", "draw", "make_spec",
            "rounds_for", "sinks_of"]
 
 SCHEMA = "ftdag-scale/1"
@@ -101,6 +103,7 @@ SIZES = {"quick": (10_000, 50_000, 200_000), "full": (10_000, 100_000, 200_000, 
 ROUNDS = {"quick": ((10_000, 3), (None, 1)),  # (up to this many nodes, rounds); None: any size
           "full": ((10_000, 5), (100_000, 2), (None, 1))}
 PROCESSES_UP_TO = {"quick": 10_000, "full": 10_000}  # ~100 µs per node: a 1M-node run would take minutes
+FIRST_THREADS_UP_TO = 200_000  # above, one Dag per round: a first run of 1M nodes takes minutes on 3.13t
 MEMORY_UP_TO = {"quick": 10_000, "full": 100_000}  # tracing takes ~0.5 ms per node on 3.13t
 MEMORY_WORKERS = (2, 16)
 TINY = 400  # nodes of the graph the tests run
@@ -216,15 +219,19 @@ def _shape(spec: dict[int, tuple[int, ...]], sinks: list[int]) -> dict[str, int]
 # -- the two children ----------------------------------------------------------------------------
 
 
-def measure_time(n: int, workers: int, rounds: int, processes: bool, seed: int = SEED,
+def measure_time(n: int, workers: int, rounds: int, processes: bool, seed: int = SEED, first_threads: bool = True,
                  progress: Callable[[str], None] = lambda s: None) -> ScaleResult:
-    """The timing child's measurement, in this process.  Never raises for a failing run or check: the
-    result then has ``ok=False`` and the reason."""
+    """The timing child's measurement, in this process.  ``first_threads``: build a second Dag per round
+    for the threads runs, to time its first run (else they run on the sequential runs' Dag, once
+    untimed, then timed).  Never raises for a failing run or check: the result then has ``ok=False``
+    and the reason."""
     started = time.perf_counter()
     known: dict[str, Any] = dict(n_nodes=n, seed=seed, workers=workers,
                                  free_threaded_build=bool(sysconfig.get_config_var("Py_GIL_DISABLED")))
     if not processes:
         known["processes_skipped"] = "not measured"
+    if not first_threads:
+        known["first_threads_skipped"] = "not measured"
     times: dict[str, list[float]] = {k: [] for k in ("build", "graphlib", "plain", "first_sequential",
                                                      "first_threads", "sequential", "threads", "processes")}
     result: ScaleResult
@@ -246,22 +253,27 @@ def measure_time(n: int, workers: int, rounds: int, processes: bool, seed: int =
                     raise CheckFailed(f"graphlib ordered {len(order)} nodes, not {n}")
                 times["graphlib"].append(dt)
                 del order
+                dag = None
                 for backend in ("sequential", "threads"):  # one fresh Dag each, built alone on the heap
-                    dag, dt = _timed(_build, spec)
-                    times["build"].append(dt)
-                    if len(dag) != n:
-                        raise CheckFailed(f"the Dag has {len(dag)} nodes, not {n}")
+                    fresh = dag is None or first_threads
+                    if fresh:
+                        dag = None
+                        dag, dt = _timed(_build, spec)
+                        times["build"].append(dt)
+                        if len(dag) != n:
+                            raise CheckFailed(f"the Dag has {len(dag)} nodes, not {n}")
                     for which in (f"first_{backend}", backend):
                         res, dt = _timed(exs[backend].run, dag, sinks)
                         _check(res, sinks, n, f"{which.replace('_', ' ')} run")
-                        times[which].append(dt)
+                        if fresh or which == backend:  # else the plan was cached by the sequential runs
+                            times[which].append(dt)
                         del res
                     if backend == "sequential" and processes:
                         res, dt = _timed(exs["processes"].run, dag, sinks)
                         _check(res, sinks, n, "processes run")
                         times["processes"].append(dt)
                         del res
-                    dag = None
+                dag = None
                 values, dt = _timed(_plain, spec)
                 times["plain"].append(dt)
                 del values
@@ -341,18 +353,22 @@ def child_timeout(n: int) -> float:
 
 
 def measure_size(python: str, n: int, *, workers: int, rounds: int, processes_up_to: int | None = None,
-                 memory_up_to: int | None = None, memory_workers: Sequence[int] = MEMORY_WORKERS, seed: int = SEED,
-                 timeout: float | None = None, env: dict[str, str] | None = None) -> ScaleResult:
+                 first_threads_up_to: int | None = None, memory_up_to: int | None = None,
+                 memory_workers: Sequence[int] = MEMORY_WORKERS, seed: int = SEED, timeout: float | None = None,
+                 env: dict[str, str] | None = None) -> ScaleResult:
     """Both children of size ``n``, each a fresh ``python scale.py --child ...``; processes only up to
-    ``processes_up_to`` nodes, the memory child only up to ``memory_up_to`` (None: at any size).  Never
-    raises for a failing child (the timings' failure is ``error``, the memory's ``memory_error``)."""
+    ``processes_up_to`` nodes, the threads' first run up to ``first_threads_up_to``, the memory child
+    up to ``memory_up_to`` (None: at any size).  Never raises for a failing child (the timings'
+    failure is ``error``, the memory's ``memory_error``)."""
     from measurement import _run_script
 
     timeout = child_timeout(n) if timeout is None else timeout
     processes = processes_up_to is None or n <= processes_up_to
+    first_threads = first_threads_up_to is None or n <= first_threads_up_to
     common = ["--size", str(n), "--seed", str(seed)]
     argv = ["--child", "time", *common, "--workers", str(workers), "--rounds", str(rounds)]
-    doc, reason = _run_script("scale.py", python, argv + ([] if processes else ["--no-processes"]), timeout, env)
+    argv += ([] if processes else ["--no-processes"]) + ([] if first_threads else ["--no-first-threads"])
+    doc, reason = _run_script("scale.py", python, argv, timeout, env)
     rec = ScaleResult(n_nodes=n, ok=False, error=reason, seed=seed, workers=workers)
     if doc is not None:
         try:
@@ -361,6 +377,8 @@ def measure_size(python: str, n: int, *, workers: int, rounds: int, processes_up
             rec = replace(rec, error=f"unreadable result ({type(exc).__name__})")
     if not processes:
         rec = replace(rec, processes_skipped=f"not measured above {processes_up_to:,} nodes")
+    if not first_threads:
+        rec = replace(rec, first_threads_skipped=f"not measured above {first_threads_up_to:,} nodes")
     if memory_up_to is not None and n > memory_up_to:
         return replace(rec, memory_skipped=f"not measured above {memory_up_to:,} nodes")
     argv = ["--child", "memory", *common, "--memory-workers", *map(str, memory_workers)]
@@ -426,6 +444,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--child", choices=("time", "memory"), help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--no-processes", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-first-threads", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.mode = "quick" if args.quick else "full"
     args.sizes = list(dict.fromkeys(args.sizes or SIZES[args.mode]))
@@ -462,8 +481,8 @@ def child_main(args: argparse.Namespace) -> int:
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     if args.child == "time":
         rounds = args.rounds or rounds_for(args.size, args.mode)
-        rec = replace(measure_time(args.size, args.workers, rounds, not args.no_processes, args.seed, say),
-                      interpreter=_label())
+        rec = replace(measure_time(args.size, args.workers, rounds, not args.no_processes, args.seed,
+                                   not args.no_first_threads, say), interpreter=_label())
         _write(args.json, dict(_header(rec.gil_enabled_after), result=rec.to_json()))
         return 0 if rec.ok else 1
     mem = measure_memory(args.size, args.memory_workers, args.seed, say)
@@ -487,9 +506,11 @@ def main(argv: list[str] | None = None) -> int:
     for n in args.sizes:
         rounds = args.rounds or rounds_for(n, args.mode)
         say(f"{n:,} nodes: {rounds} round{'s' * (rounds > 1)}{'' if n <= up_to else ', no processes'}"
+            f"{'' if n <= FIRST_THREADS_UP_TO else ', no first run on threads'}"
             f"{'' if n <= memory_up_to else ', no memory'}")
         rec = measure_size(sys.executable, n, workers=args.workers, rounds=rounds, processes_up_to=up_to,
-                           memory_up_to=memory_up_to, memory_workers=args.memory_workers, seed=args.seed)
+                           first_threads_up_to=FIRST_THREADS_UP_TO, memory_up_to=memory_up_to,
+                           memory_workers=args.memory_workers, seed=args.seed)
         results.append(rec)
         say(f"{n:,} nodes: {summary(rec)}")
     if not args.quiet:
@@ -500,7 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = dict(_header(next((r.gil_enabled_after for r in results if r.gil_enabled_after is not None), None)),
                settings={"mode": args.mode, "sizes": args.sizes, "workers": args.workers,
                          "memory_workers": args.memory_workers, "seed": args.seed, "rounds": args.rounds,
-                         "processes_up_to": up_to, "memory_up_to": memory_up_to},
+                         "processes_up_to": up_to, "first_threads_up_to": FIRST_THREADS_UP_TO,
+                         "memory_up_to": memory_up_to},
                results=[r.to_json() for r in results])
     _write(args.json, doc)
     return 0 if all(r.ok and not r.memory_error for r in results) else 1

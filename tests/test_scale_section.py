@@ -254,9 +254,11 @@ def test_scale_runs_at_a_tiny_size_and_writes_every_field(tmp_path):
     assert doc["schema"] == "ftdag-scale/1" and doc["free_threaded"] is FREE_THREADED
     assert doc["settings"] == {"mode": "full", "sizes": list(TINY), "workers": 2, "memory_workers": [2, 3],
                                "seed": 14, "rounds": 2, "processes_up_to": scale.PROCESSES_UP_TO["full"],
+                               "first_threads_up_to": scale.FIRST_THREADS_UP_TO,
                                "memory_up_to": scale.MEMORY_UP_TO["full"]}
     every = {f.name for f in dataclasses.fields(ScaleResult)} | set(ScaleResult.DERIVED)
-    maybe_none = {"error", "processes_skipped", "memory_error", "memory_skipped", "background_cpus", "steal_cpus",
+    maybe_none = {"error", "processes_skipped", "first_threads_skipped", "memory_error", "memory_skipped",
+                  "background_cpus", "steal_cpus",
                   "meets_threads_target", "meets_build_target"}  # (too short, not skipped, not those sizes)
     if not FREE_THREADED:
         maybe_none |= {"meets_first_run_target", "meets_run_bytes_target", "meets_dag_bytes_target"}
@@ -302,6 +304,23 @@ def test_importing_scale_imports_no_ftdag():
     assert proc.stdout.strip() == "False"
 
 
+def test_above_the_first_run_limit_one_dag_serves_both_backends():
+    """In this process: one build per round, no first run on threads (the threads reuse the plan)."""
+    r = scale.measure_time(120, workers=2, rounds=2, processes=False, first_threads=False)
+    assert r.ok, r.error
+    assert (len(r.build_s), len(r.first_sequential_s), len(r.first_threads_s), len(r.threads_s)) == (2, 2, 0, 2)
+    assert (r.first_threads_skipped, r.processes_skipped, r.processes_s) == ("not measured", "not measured", ())
+    assert r.first_over_repeated_threads is None and r.first_over_repeated_sequential is not None
+    # The target is then judged on the sequential first run alone, and the report says why threads is missing.
+    fast = _scale(1_000_000, first_threads_s=(), first_threads_skipped="not measured above 200,000 nodes",
+                  first_sequential_s=(2.5,))
+    assert fast.meets_first_run_target is True
+    text = report.scale_markdown([_scale(200_000), fast])
+    assert "| 3.00× / 1.20× |" in text and "| 1.25× / — |" in text
+    assert "every size): sequential 1.25×–3.00×, threads 1.20×–1.20×: **missed** at 1 of 2 sizes" in text
+    assert "- first run on threads: not measured above 200,000 nodes (there one Dag per round serves" in text
+
+
 def test_a_failing_run_is_a_result_cell():
     r = scale.measure_time(50, workers=0, rounds=1, processes=False)
     assert r.ok is False and r.error.startswith("ValueError: ") and "max_workers" in r.error
@@ -319,7 +338,10 @@ def test_a_child_that_cannot_start_is_an_error_cell(tmp_path):
     assert "could not start" in r.memory_error
     big = measurement.run_scale(str(tmp_path / "no-python"), 200_000, mode="quick", workers=2, timeout=30)
     assert big.memory_skipped == "not measured above 10,000 nodes" and big.memory_error is None
-    assert big.processes_skipped == "not measured above 10,000 nodes"
+    assert big.processes_skipped == "not measured above 10,000 nodes" and big.first_threads_skipped is None
+    huge = measurement.run_scale(str(tmp_path / "no-python"), 1_000_000, mode="full", workers=2, timeout=30)
+    assert huge.first_threads_skipped == "not measured above 200,000 nodes"
+    assert huge.memory_skipped == "not measured above 100,000 nodes"
 
 
 def test_the_measurer_labels_each_record_313t_first(monkeypatch):
