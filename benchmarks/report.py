@@ -572,18 +572,21 @@ def scale_targets(results: Sequence[ScaleResult]) -> list[str]:
                      f"{_at(largest)}")
     if mem:
         largest = max(mem, key=lambda r: r.n_nodes)
+        def verdict(missed: list[ScaleResult]) -> str:
+            if missed:
+                return f"**missed** at {len(missed)} of {len(mem)} sizes measured"
+            return "met at the one size measured" if len(mem) == 1 else f"met at all {len(mem)} sizes measured"
+
         missed = [r for r in mem if not r.meets_run_bytes_target]
         per = " / ".join(f"{fmt_bytes(b)} ({w} workers)" for w, b in zip(largest.memory_workers,
                                                                         largest.run_bytes_per_node))
         lines.append(f"- a run adds ≤ {ScaleResult.RUN_BYTES_TARGET:g} B/node, the same for "
                      f"{' and '.join(map(str, largest.memory_workers))} workers (within "
                      f"{ScaleResult.RUN_BYTES_SAME:g} B or {ScaleResult.RUN_BYTES_SAME_FRACTION:.0%}): {per} on "
-                     f"{_at(largest)}: " + ("met at every size" if not missed else
-                                             f"**missed** at {len(missed)} of {len(mem)} sizes"))
+                     f"{_at(largest)}: {verdict(missed)}")
         missed = [r for r in mem if not r.meets_dag_bytes_target]
         lines.append(f"- a Dag ≤ {ScaleResult.DAG_BYTES_TARGET:g} B/node: {fmt_bytes(largest.dag_bytes_per_node)} "
-                     f"on {_at(largest)}: " + ("met at every size" if not missed else
-                                               f"**missed** at {len(missed)} of {len(mem)} sizes"))
+                     f"on {_at(largest)}: {verdict(missed)}")
     return lines
 
 
@@ -596,9 +599,8 @@ def scale_notes(results: Sequence[ScaleResult]) -> list[str]:
         ref = max(measured, key=lambda r: r.n_nodes)
         per = ref.per_node(ref.processes_best_s) or 0
         lines.append(f"- processes: {skipped[0].processes_skipped or 'not measured on the larger graphs'}; at "
-                     f"{fmt_per_node(per)} per node ({_at(ref)}), one run of "
-                     + ", ".join(f"{r.n_nodes:,} nodes would take ~{fmt_time(per * r.n_nodes)}" for r in skipped)
-                     + ".")
+                     f"{fmt_per_node(per)} per node ({_at(ref)}), one run would take "
+                     + " and ".join(f"~{fmt_time(per * r.n_nodes)} at {_at(r)}" for r in skipped) + ".")
     no_first = [r for r in results if r.ok and r.first_threads_skipped]
     if no_first:
         lines.append(f"- first run on threads: {no_first[0].first_threads_skipped} (there one Dag per round serves "

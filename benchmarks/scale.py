@@ -50,9 +50,13 @@ and 16), on a Dag that has not run yet and an executor on threads whose pool is 
 started, what one run leaves held (traced from just before the run; its result dropped,
 ``gc.collect()``, the executor still open, the Dag's cached plan kept) and the run's peak.
 
-What it costs, with the code at the start of issue 14: see ``COST`` below and the report's
-last line per interpreter ("measuring took ...").  Most of it goes to building each graph twice
-and to each Dag's first run, so it shrinks as those meet their targets.
+What it costs, with the code at the start of issue 14, on this project's 2-core machine with
+one core taken by other work: quick mode 70 s on 3.13t and 30 s on 3.13 (41 s and 16 s of them
+at 200,000 nodes); full mode about 7 minutes on 3.13t (4 of them at 1M nodes, half of that the
+Dag's first run, which on 3.13t grows faster than the graph: the collector walks the whole heap
+every few thousand allocations) and 2.5 on 3.13.  The report's last line per interpreter says
+what a run took ("measuring took ...").  Most of it goes to building and to first runs, so it
+shrinks as those meet their targets.
 
 The task function lives in this script, which runs as ``__main__``, so its code is not compiled
 at import with mortal constants that threads would contend on (see README: run from ``.pyc``

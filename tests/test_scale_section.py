@@ -155,13 +155,13 @@ def test_the_section_renders_measured_failed_and_skipped_rows():
     assert ("- add_task + build ≤ graphlib's static_order on 1,000,000 nodes: not measured (full mode only); "
             "3.00× on 200,000 nodes") in text
     assert ("- a run adds ≤ 100 B/node, the same for 2 and 16 workers (within 10 B or 10%): 420 B (2 workers) / "
-            "4,900 B (16 workers) on 10,000 nodes: **missed** at 1 of 1 sizes") in text
-    assert "- a Dag ≤ 300 B/node: 320 B on 10,000 nodes: **missed** at 1 of 1 sizes" in text
+            "4,900 B (16 workers) on 10,000 nodes: **missed** at 1 of 1 sizes measured") in text
+    assert "- a Dag ≤ 300 B/node: 320 B on 10,000 nodes: **missed** at 1 of 1 sizes measured" in text
     assert "- Targets: n/a (a GIL build); the numbers are for reference." in text
     assert text.count("- Targets: n/a") == 1 and text.count("- threads ≤ 2×") == 1
     # What was not measured, and what measuring took.
-    assert ("- processes: not measured above 10,000 nodes; at 100 µs per node (50,000 nodes), one run of "
-            "200,000 nodes would take ~20.00 s.") in text
+    assert ("- processes: not measured above 10,000 nodes; at 100 µs per node (50,000 nodes), one run would take "
+            "~20.00 s at 200,000 nodes.") in text
     assert "- measuring took 100.00 s at 10,000 nodes (timing 40.00 s, memory 60.00 s), 100.00 s at 50,000" in text
 
 
@@ -174,8 +174,9 @@ def test_met_targets_and_the_1m_build_target_read_plainly():
     assert "- threads ≤ 2× sequential on 200,000 nodes: 1.25×: met" in text
     assert "every size): sequential 1.02×–1.02×, threads 1.02×–1.02×: met" in text
     assert "- add_task + build ≤ graphlib's static_order on 1,000,000 nodes: 0.90×: met" in text
-    assert "80 B (2 workers) / 85 B (16 workers) on 1,000,000 nodes: met at every size" in text
-    assert "- a Dag ≤ 300 B/node: 290 B on 1,000,000 nodes: met at every size" in text
+    assert "80 B (2 workers) / 85 B (16 workers) on 1,000,000 nodes: met at all 2 sizes measured" in text
+    assert "- a Dag ≤ 300 B/node: 290 B on 1,000,000 nodes: met at all 2 sizes measured" in text
+    assert "met at the one size measured" in "\n".join(report.scale_targets([good(10_000)]))
     assert "not measured (no graph of that size)" in "\n".join(report.scale_targets([_scale(10_000)]))
     assert report.scale_targets([]) == []
 
