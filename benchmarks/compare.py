@@ -28,8 +28,9 @@ temporary directories under ``benchmarks/results/``, on the repository's disk (`
 tmpfs).
 
 ``quick`` (the default) uses smaller workloads and at most 5 repetitions (1.5 s) per measurement and
-finishes in about 4 minutes on a 2-core machine once the interpreters exist; ``--full`` uses
-the full sizes and 7 repetitions.
+finishes in about 4 minutes on a 2-core machine once the interpreters exist, plus about 2 for the
+scale part (``scale.py``: see its docstring for what it costs); ``--full`` uses the full sizes
+and 7 repetitions.
 
 Reading the table: ``× same plain`` is the speed-up over the plain loop on the same
 interpreter, measured in the same process as the runner (robust to machine noise);

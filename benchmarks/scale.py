@@ -35,14 +35,14 @@ executor made, and its pool started on a 2-node graph, before the first round; i
 checked (every sink, each ``None``, every node executed).  Reported per size: the best time per
 node (and the median for the repeated runs), and ratios of the best times: build over
 graphlib, each backend over the plain loop, threads over sequential, first run over repeated
-run.  The garbage collector stays on while timing, as in a user's program: on 3.13t a
-collection walks every object on the heap and, while a large structure is being built, comes
-every few thousand allocations, so building costs more per node the larger the heap (graphlib
-pays it too).  ``gc.collect()`` runs before each timed step, untimed, and the spec is made with
-the collector paused (setup, not measured).
+run.  The garbage collector stays on while timing, as in a user's program (on 3.13t a
+collection walks every object on the heap, and a Dag's first run pays for it more per node the
+larger the graph); ``gc.collect()`` runs before each timed step, untimed, and the spec is made
+with the collector paused (setup, not measured: on 3.13t making a 1M-node spec with the
+collector on takes about a minute).
 
 **memory**, with ``tracemalloc`` and nothing timed, up to ``MEMORY_UP_TO`` nodes (10,000 in
-quick mode, 100,000 in full mode: tracing makes this process take ~0.5 ms per node on 3.13t):
+quick mode, 100,000 in full mode: tracing makes this process take ~0.7 ms per node on 3.13t):
 the traced memory held after ``build()`` with the builder deleted and ``gc.collect()``, minus
 that before the first ``add_task`` (the spec and its keys, made before tracing starts, are not
 counted), and the peak while building; then, for each worker count of ``--memory-workers`` (2
@@ -52,11 +52,11 @@ started, what one run leaves held (traced from just before the run; its result d
 
 What it costs, with the code at the start of issue 14, on this project's 2-core machine with
 one core taken by other work: quick mode 70 s on 3.13t and 30 s on 3.13 (41 s and 16 s of them
-at 200,000 nodes); full mode about 7 minutes on 3.13t (4 of them at 1M nodes, half of that the
-Dag's first run, which on 3.13t grows faster than the graph: the collector walks the whole heap
-every few thousand allocations) and 2.5 on 3.13.  The report's last line per interpreter says
-what a run took ("measuring took ...").  Most of it goes to building and to first runs, so it
-shrinks as those meet their targets.
+at 200,000 nodes); full mode 6.4 minutes on 3.13t (3.4 of them at 1M nodes, half of that the
+Dag's first run, which on 3.13t grows faster than the graph; 2 for the memory at 100,000 nodes)
+and 2.7 on 3.13.  The report's last line per interpreter says what a run took ("measuring
+took ...").  Most of it goes to building and to first runs, so it shrinks as those meet their
+targets.
 
 The task function lives in this script, which runs as ``__main__``, so its code is not compiled
 at import with mortal constants that threads would contend on (see README: run from ``.pyc``
@@ -108,7 +108,7 @@ ROUNDS = {"quick": ((10_000, 3), (None, 1)),  # (up to this many nodes, rounds);
           "full": ((10_000, 5), (100_000, 2), (None, 1))}
 PROCESSES_UP_TO = {"quick": 10_000, "full": 10_000}  # ~100 µs per node: a 1M-node run would take minutes
 FIRST_THREADS_UP_TO = 200_000  # above, one Dag per round: a first run of 1M nodes takes minutes on 3.13t
-MEMORY_UP_TO = {"quick": 10_000, "full": 100_000}  # tracing takes ~0.5 ms per node on 3.13t
+MEMORY_UP_TO = {"quick": 10_000, "full": 100_000}  # tracing takes ~0.7 ms per node on 3.13t
 MEMORY_WORKERS = (2, 16)
 TINY = 400  # nodes of the graph the tests run
 
