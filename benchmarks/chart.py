@@ -81,15 +81,18 @@ def draw(json_path: Path, png_path: Path) -> None:
     fig.savefig(png_path, dpi=110)
 
 
-def make_chart(interpreters, json_path: Path, png_path: Path, env: dict[str, str] | None = None) -> str:
-    """Draw the chart with the first bench venv that has matplotlib; return what happened, for the report."""
+def make_chart(interpreters, json_path: Path, png_path: Path, env: dict[str, str] | None = None,
+               script: str = "chart.py") -> str:
+    """Draw the chart with the first bench venv that has matplotlib; return what happened, for the report.
+    ``script``: this folder's script that draws it (``scale.py`` draws ``scale.png`` with ``--chart``)."""
     venvs = [i.bench for i in interpreters if i.bench is not None]
     venv = next((v for v in venvs if v.packages.get("matplotlib")), None)
     if venv is None:
         reasons = [v.matplotlib_error for v in venvs if v.matplotlib_error]
         return ("chart skipped: matplotlib could not be installed in the GIL bench venv"
                 + (f" ({reasons[0][:200]})" if reasons else "") + "; the table and JSON are complete")
-    proc = subprocess.run([venv.python, str(HERE / "chart.py"), str(json_path), str(png_path)],
+    argv = [str(json_path), str(png_path)] if script == "chart.py" else ["--chart", str(json_path), str(png_path)]
+    proc = subprocess.run([venv.python, str(HERE / script), *argv],
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, env=env)
     if proc.returncode:
         tail = " ".join((proc.stderr or "").strip().splitlines()[-2:])

@@ -19,20 +19,22 @@ Runs with any Python >= 3.11 (it only orchestrates).  It
    first); ``ftdag.get`` against ``dask.threaded.get`` and ``dask.get`` (``dask_get.py``, on every
    interpreter with ftdag's default backend, and on the GIL build with threads too); the distributed
    backend on a ``LocalCluster`` against threads and processes (``distributed_bench.py``, on every
-   interpreter);
-4. writes ``results.md`` and ``results.json`` (``report.py``) and ``speedup.png`` (``chart.py``)
-   into ``benchmarks/results/<mode>/`` (or ``--out``), and prints the report.
+   interpreter); build, run and memory per node of a random DAG from 10,000 nodes up (``scale.py``,
+   on every interpreter, 3.13t first);
+4. writes ``results.md`` and ``results.json`` (``report.py``), ``speedup.png`` (``chart.py``) and
+   ``scale.png`` (``scale.py``) into ``benchmarks/results/<mode>/`` (or ``--out``), and prints the
+   report.
 
-``--only-extras`` measures only the last five (the "extras", no table and no chart: a quick way to
-check them), ``--no-extras`` everything but them.  In quick mode the extras run their own
+``--only-extras`` measures only the last six (the "extras", no table and no speed-up chart: a quick
+way to check them), ``--no-extras`` everything but them.  In quick mode the extras run their own
 ``--quick`` sizes.  The store benchmarks write their records to
 temporary directories under ``benchmarks/results/``, on the repository's disk (``/tmp`` may be
 tmpfs).
 
 ``quick`` (the default) uses smaller workloads and at most 5 repetitions (1.5 s) per measurement and
 finishes in about 4 minutes on a 2-core machine once the interpreters exist, plus 1–3 for the dask
-benchmarks; ``--full`` uses
-the full sizes and 7 repetitions.
+benchmarks and about 2 for the scale part (``scale.py``: see its docstring for what it costs);
+``--full`` uses the full sizes and 7 repetitions.
 
 Reading the table: ``× same plain`` is the speed-up over the plain loop on the same
 interpreter, measured in the same process as the runner (robust to machine noise);
@@ -66,7 +68,7 @@ from environment import (  # noqa: E402  (all of these import the standard libra
 )
 from measurement import MODES, SWEEP_WORK_US, Measurer, calibrate, store_interpreter  # noqa: E402
 from records import reference_interpreter  # noqa: E402
-from report import CHART_LINK, Comparison, Settings, markdown_report  # noqa: E402
+from report import CHART_LINK, SCALE_CHART_LINK, Comparison, Settings, markdown_report  # noqa: E402
 from runners import RUNNERS  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
 
@@ -88,17 +90,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     extras = p.add_mutually_exclusive_group()
     extras.add_argument("--only-extras", action="store_true",
                         help="measure only the result store's overhead, the cached re-run, the ready order and "
-                             "the dask benchmarks (no table, no chart)")
+                             "the dask benchmarks and the scale (no table, no speed-up chart)")
     extras.add_argument("--no-extras", action="store_true",
-                        help="skip the result store's overhead, the cached re-run, the ready order and the dask "
-                             "benchmarks")
+                        help="skip the result store's overhead, the cached re-run, the ready order, the dask "
+                             "benchmarks and the scale")
     p.add_argument("--chart-from", type=Path, help=argparse.SUPPRESS)  # internal: draw from a results.json
     p.add_argument("--png", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.workload = list(dict.fromkeys(args.workload or WORKLOADS))
     args.runner = list(dict.fromkeys(args.runner or MEASURED_RUNNERS))
-    if args.only_extras:  # no table: nothing to chart, nothing to sweep
-        args.workload, args.runner, args.no_chart, args.no_sweep = [], [], True, True
+    if args.only_extras:  # no table: no speed-up chart (write() draws it only from a table), nothing to sweep
+        args.workload, args.runner, args.no_sweep = [], [], True
     if args.workers < 1 or (args.repeat is not None and args.repeat < 1):
         p.error("--workers and --repeat must be >= 1")
     return args
@@ -144,8 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     machine["loadavg_start"] = machine.pop("loadavg")
-    what = ("the result store's overhead, the cached re-run, the ready order and the dask benchmarks only"
-            if args.only_extras else
+    what = ("the result store's overhead, the cached re-run, the ready order, the dask benchmarks and the scale "
+            "only" if args.only_extras else
             f"{len(args.workload)} workloads × {len(args.runner)} runners (+ the plain loop beside each)")
     say(f"ftdag comparison, {mode.name} mode: {what} on {machine['cpu_count']} CPUs; results in {out}")
 
@@ -164,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     measurer = Measurer(mode, args.workers, spin_per_ms, env, scratch=HERE / "results")
     measurements, small_graph, sweep, store, resume, order = [], [], [], [], [], []
     dask_get, distributed = [], []
+    scale: list = []
     if not args.only_extras:
         say(f"Measuring ({len(args.workload) * len(interps) * len(args.runner)} measurements, "
             "each in a fresh process):")
@@ -181,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         say("dask: ftdag.get against dask.threaded.get and dask.get; the distributed backend against threads and "
             "processes:")
         dask_get, distributed = measurer.dask_get(interps), measurer.distributed(interps)
+        say("Scale (build, run and memory per node of a random DAG, each size in fresh processes):")
+        scale = measurer.scale(interps)
 
     machine["loadavg_end"] = loadavg()
     c = Comparison(
@@ -192,29 +197,33 @@ def main(argv: list[str] | None = None) -> int:
                           runners=tuple(args.runner), sweep_work_us=SWEEP_WORK_US),
         measurements=tuple(measurements), small_graph=tuple(small_graph), sweep=tuple(sweep),
         store_overhead=tuple(store), resume=tuple(resume), order=tuple(order),
-        dask_get=tuple(dask_get), distributed=tuple(distributed),
+        dask_get=tuple(dask_get), distributed=tuple(distributed), scale=tuple(scale),
     )
     return write(c, out, with_chart=not args.no_chart, started=started)
 
 
 def write(c: Comparison, out: Path, with_chart: bool, started: float) -> int:
-    """``results.json``, then the chart drawn from it, then ``results.md``; print the report."""
+    """``results.json``, then the charts drawn from it, then ``results.md``; print the report."""
     json_path, md_path, png_path = out / "results.json", out / "results.md", out / "speedup.png"
     json_path.write_text(json.dumps(c.to_json(), indent=1, default=repr) + "\n")
     png_path.unlink(missing_ok=True)
-    if with_chart:
-        import chart
+    import chart
 
+    if with_chart and c.measurements:
         chart_msg = chart.make_chart(c.interpreters, json_path, png_path, child_env())
     else:
-        chart_msg = "chart skipped (--no-chart)"
-    text = markdown_report(c, chart=png_path.exists())
+        chart_msg = "chart skipped (" + ("--no-chart" if not with_chart else "no table") + ")"
+    scale_png = out / "scale.png"
+    scale_png.unlink(missing_ok=True)
+    if with_chart and c.scale:
+        chart_msg += "; scale " + chart.make_chart(c.interpreters, json_path, scale_png, child_env(), script="scale.py")
+    text = markdown_report(c, chart=png_path.exists(), scale_chart=scale_png.exists())
     md_path.write_text(f"# ftdag benchmark results ({c.mode})\n\n{text}\n")
     say("")
-    say(text.replace(CHART_LINK, "").rstrip())
+    say(text.replace(CHART_LINK, "").replace(SCALE_CHART_LINK, "").rstrip())
     say("")
     say(chart_msg)
-    say(f"Wrote {md_path}, {json_path}" + (f", {png_path}" if png_path.exists() else "")
+    say(f"Wrote {md_path}, {json_path}" + "".join(f", {p}" for p in (png_path, scale_png) if p.exists())
         + f" in {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -8,9 +8,10 @@
 :func:`run_order`        ``order.py``: critical-path order against insertion (FIFO) order.
 :func:`run_dask_get`     ``dask_get.py``: ``ftdag.get`` against dask's schedulers.
 :func:`run_distributed`  ``distributed_bench.py``: the distributed backend against threads and processes.
+:func:`run_scale`        ``scale.py``: build, run and memory per node of one size of the random DAG.
 :class:`Measurer`        every measurement of the comparison in order (the table, the small-graph
                          row, the break-even sweep, the result store's overhead, the cached re-run,
-                         the ready order, the dask benchmarks),
+                         the ready order, the dask benchmarks, the scale),
                          with progress, a second attempt for a parallel runner timed on a busy
                          machine, and a clean stop on Ctrl-C.
 
@@ -34,6 +35,7 @@ from records import (
     Measurement,
     OrderResult,
     ResumeResult,
+    ScaleResult,
     SmallGraphResult,
     StoreOverhead,
     with_interpreter,
@@ -42,7 +44,7 @@ from report import LABELS, dask_get_targets_cell, error_cell, fmt_time, fmt_x, o
 
 HERE = Path(__file__).resolve().parent
 R = TypeVar("R", Measurement, SmallGraphResult, StoreOverhead, ResumeResult, OrderResult, DaskGetResult,
-            DistributedResult)
+            DistributedResult, ScaleResult)
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,16 @@ def run_distributed(python: str, *, quick: bool, workers: int, spin_per_ms: floa
         except (KeyError, TypeError, ValueError) as exc:
             reason = f"unreadable result ({type(exc).__name__})"
     return DistributedResult(ok=False, error=str(reason), mode="quick" if quick else "full", workers=workers)
+def run_scale(python: str, n: int, *, mode: str, workers: int, timeout: float | None = None,
+              env: dict[str, str] | None = None) -> ScaleResult:
+    """Both children of ``scale.py`` for ``n`` nodes (timing, then memory), with the mode's rounds and
+    size limits; never raises for a failing child.  ``timeout``: per child (default: ``scale.py``'s,
+    which grows with ``n``)."""
+    import scale
+
+    return scale.measure_size(python, n, workers=workers, rounds=scale.rounds_for(n, mode),
+                              processes_up_to=scale.PROCESSES_UP_TO[mode], first_threads_up_to=scale.FIRST_THREADS_UP_TO,
+                              memory_up_to=scale.MEMORY_UP_TO[mode], timeout=timeout, env=env)
 
 
 def sweep_runners(interp: Interpreter) -> list[str]:
@@ -263,13 +275,14 @@ def missing_packages(interp: Interpreter, *packages: str) -> str | None:
 
 
 def _noise(rec: Measurement | SmallGraphResult | StoreOverhead | ResumeResult | OrderResult | DaskGetResult
-           | DistributedResult) -> str:
+           | DistributedResult | ScaleResult) -> str:
     return f"other processes used {rec.load:.2f} CPU"
 
 
 class Measurer:
     """Every measurement of one comparison, each in a fresh child (``bench.py``, ``store_overhead.py``,
-    ``resume_bench.py``, ``order.py``, ``dask_get.py``, ``distributed_bench.py``) of an interpreter's venv."""
+    ``resume_bench.py``, ``order.py``, ``dask_get.py``, ``distributed_bench.py``, ``scale.py``) of an
+    interpreter's venv."""
 
     def __init__(self, mode: Mode, workers: int, spin_per_ms: float, env: dict[str, str],
                  scratch: Path = HERE / "results") -> None:
@@ -412,6 +425,17 @@ class Measurer:
         plan = [(i,) for i in order_interpreters(interps)]
         return self._each("distributed ", plan, lambda i: f"{i.label} · distributed backend against threads and "
                           "processes", measure, show, retry=lambda i: True)
+    def scale(self, interps: Sequence[Interpreter]) -> list[ScaleResult]:
+        """``scale.py`` at each of the mode's sizes, on every interpreter, 3.13t first; no second attempt
+        on a busy machine (one size takes up to minutes: noisy ones are marked instead)."""
+        import scale
+
+        def measure(interp, n):
+            return run_scale(interp.bench.python, n, mode=self.mode.name, workers=self.workers, env=self.env)
+
+        plan = [(i, n) for i in order_interpreters(interps) for n in scale.SIZES[self.mode.name]]
+        return self._each("scale ", plan, lambda i, n: f"{i.label} · random DAG of {n:,} nodes", measure,
+                          lambda rec, i: scale.summary(rec), retry=lambda i, n: False)
 
     def _each(self, tag: str, plan: list[tuple], describe: Callable[..., str], measure: Callable[..., R],
               show: Callable[[R, Interpreter], str], retry: Callable[..., bool]) -> list[R]:

@@ -17,6 +17,8 @@
 :class:`DistributedRow`, :class:`DistributedResult`
                            one run of ``distributed_bench.py`` on one interpreter: the distributed
                            backend against threads and processes, per (workload, backend).
+:class:`ScaleResult`       one size of the random DAG of ``scale.py`` on one interpreter: build, run and
+                           memory per node, against graphlib and the plain loop.
 :class:`Row`               one row of the comparison table.
 :class:`Reference`         the plain loops every speed-up of the table is taken against, computed here
                            and nowhere else.
@@ -743,6 +745,231 @@ class DistributedResult(_Timed):
     def from_json(cls, data: Mapping[str, Any]) -> DistributedResult:
         rec = super().from_json(data)
         return replace(rec, rows=tuple(DistributedRow.from_json(r) for r in data.get("rows") or ()))
+class ScaleResult(_Timed):
+    """One size of the random DAG of the scale issue on one interpreter (``benchmarks/scale.py``).
+
+    Two fresh processes measure it.  The timing one, in rounds: ``build_s``, ``add_task`` for every
+    node and ``build()`` (two per round, each on a heap holding only the graph's spec); ``graphlib_s``,
+    ``graphlib.TopologicalSorter(spec).static_order()`` consumed into a list (the reference for the
+    build); ``plain_s``, the plain loop over the keys in order (the reference for the runs);
+    ``first_sequential_s`` and ``first_threads_s``, the first run of a freshly built Dag; and
+    ``sequential_s``, ``threads_s``, ``processes_s``, a repeated run of that request (its plan cached).
+    Every run requests every sink, on ``workers`` workers.  ``processes_s`` is empty, with the reason in
+    ``processes_skipped``, above the mode's size limit; so is ``first_threads_s`` (``first_threads_skipped``)
+    above its own, where one Dag per round serves both backends (and only one build is timed).
+    ``time_child_s``: that process's wall time.
+
+    The memory one, with ``tracemalloc`` (never timed): ``dag_bytes``, the traced memory held after
+    ``build()`` with the builder deleted and ``gc.collect()``, minus that before the first ``add_task``
+    (the spec, made before tracing, is not counted); ``build_peak_bytes``, the peak over that baseline
+    while building; per entry of ``memory_workers``, ``run_bytes`` and ``run_peak_bytes``: what one run
+    on threads with that many workers left held (its result dropped, its cached plan kept, the executor
+    open) and its peak, each on a Dag that had not run yet.  ``memory_error`` says why they are
+    missing, ``memory_skipped`` why they were not measured (the largest sizes: tracing is slow);
+    ``error`` why the timings are (``ok=False``).
+
+    Targets (issue 14; free-threaded builds with the GIL off, 2 workers): threads at most
+    ``THREADS_TARGET`` × sequential on ``THREADS_TARGET_NODES`` nodes; a first run at most
+    ``FIRST_RUN_TARGET`` × a repeated one; ``add_task`` + ``build()`` at most ``BUILD_TARGET`` ×
+    graphlib on ``BUILD_TARGET_NODES`` nodes; a run adding at most ``RUN_BYTES_TARGET`` bytes per node,
+    the same for every worker count (within ``RUN_BYTES_SAME`` bytes or ``RUN_BYTES_SAME_FRACTION`` of
+    the least); a Dag of at most ``DAG_BYTES_TARGET`` bytes per node.  All ratios are of best times.
+    """
+
+    n_nodes: int
+    ok: bool
+    error: str | None = None
+    seed: int | None = None
+    n_edges: int | None = None
+    n_sinks: int | None = None
+    workers: int | None = None
+    build_s: tuple[float, ...] = ()
+    graphlib_s: tuple[float, ...] = ()
+    plain_s: tuple[float, ...] = ()
+    first_sequential_s: tuple[float, ...] = ()
+    first_threads_s: tuple[float, ...] = ()
+    first_threads_skipped: str | None = None
+    sequential_s: tuple[float, ...] = ()
+    threads_s: tuple[float, ...] = ()
+    processes_s: tuple[float, ...] = ()
+    processes_skipped: str | None = None
+    time_child_s: float | None = None
+    memory_error: str | None = None
+    memory_skipped: str | None = None
+    dag_bytes: int | None = None
+    build_peak_bytes: int | None = None
+    memory_workers: tuple[int, ...] = ()
+    run_bytes: tuple[int, ...] = ()
+    run_peak_bytes: tuple[int, ...] = ()
+    memory_child_s: float | None = None
+    free_threaded_build: bool | None = None
+    gil_enabled_after: bool | None = None
+    background_cpus: float | None = None
+    steal_cpus: float | None = None
+    interpreter: str | None = None
+    discarded_noisy_attempts: tuple[ScaleResult, ...] = ()
+
+    THREADS_TARGET: ClassVar[float] = 2.0
+    THREADS_TARGET_NODES: ClassVar[int] = 200_000
+    FIRST_RUN_TARGET: ClassVar[float] = 1.5
+    BUILD_TARGET: ClassVar[float] = 1.0
+    BUILD_TARGET_NODES: ClassVar[int] = 1_000_000
+    RUN_BYTES_TARGET: ClassVar[float] = 100.0
+    RUN_BYTES_SAME: ClassVar[float] = 10.0
+    RUN_BYTES_SAME_FRACTION: ClassVar[float] = 0.10
+    DAG_BYTES_TARGET: ClassVar[float] = 300.0
+    _INTS: ClassVar[tuple[str, ...]] = ("memory_workers", "run_bytes", "run_peak_bytes")
+    DERIVED = ("rounds", "build_best_s", "graphlib_best_s", "plain_best_s", "sequential_best_s",
+               "sequential_median_s", "threads_best_s", "threads_median_s", "processes_best_s", "processes_median_s",
+               "first_sequential_best_s", "first_threads_best_s", "build_over_graphlib", "sequential_over_plain",
+               "threads_over_plain", "processes_over_plain", "threads_over_sequential", "first_over_repeated_sequential",
+               "first_over_repeated_threads", "dag_bytes_per_node", "run_bytes_per_node", "targets_apply",
+               "meets_threads_target", "meets_first_run_target", "meets_build_target", "meets_run_bytes_target",
+               "meets_dag_bytes_target")
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ScaleResult:
+        rec = super().from_json(data)
+        return replace(rec, **{name: tuple(data.get(name) or ()) for name in cls._INTS})
+
+    def per_node(self, seconds: float | None) -> float | None:
+        """``seconds`` over the graph's nodes: the time per node."""
+        return seconds / self.n_nodes if seconds is not None and self.n_nodes else None
+
+    @property
+    def rounds(self) -> int:
+        return len(self.sequential_s)
+
+    @property
+    def build_best_s(self) -> float | None:
+        return _best_median(self.build_s)[0]
+
+    @property
+    def graphlib_best_s(self) -> float | None:
+        return _best_median(self.graphlib_s)[0]
+
+    @property
+    def plain_best_s(self) -> float | None:
+        return _best_median(self.plain_s)[0]
+
+    @property
+    def sequential_best_s(self) -> float | None:
+        return _best_median(self.sequential_s)[0]
+
+    @property
+    def sequential_median_s(self) -> float | None:
+        return _best_median(self.sequential_s)[1]
+
+    @property
+    def threads_best_s(self) -> float | None:
+        return _best_median(self.threads_s)[0]
+
+    @property
+    def threads_median_s(self) -> float | None:
+        return _best_median(self.threads_s)[1]
+
+    @property
+    def processes_best_s(self) -> float | None:
+        return _best_median(self.processes_s)[0]
+
+    @property
+    def processes_median_s(self) -> float | None:
+        return _best_median(self.processes_s)[1]
+
+    @property
+    def first_sequential_best_s(self) -> float | None:
+        return _best_median(self.first_sequential_s)[0]
+
+    @property
+    def first_threads_best_s(self) -> float | None:
+        return _best_median(self.first_threads_s)[0]
+
+    @property
+    def build_over_graphlib(self) -> float | None:
+        """``add_task`` + ``build()`` over graphlib's ``static_order`` on the same spec (lower is better)."""
+        return _over(self.build_best_s, self.graphlib_best_s) if self.ok else None
+
+    @property
+    def sequential_over_plain(self) -> float | None:
+        return _over(self.sequential_best_s, self.plain_best_s) if self.ok else None
+
+    @property
+    def threads_over_plain(self) -> float | None:
+        return _over(self.threads_best_s, self.plain_best_s) if self.ok else None
+
+    @property
+    def processes_over_plain(self) -> float | None:
+        return _over(self.processes_best_s, self.plain_best_s) if self.ok else None
+
+    @property
+    def threads_over_sequential(self) -> float | None:
+        return _over(self.threads_best_s, self.sequential_best_s) if self.ok else None
+
+    @property
+    def first_over_repeated_sequential(self) -> float | None:
+        """A freshly built Dag's first run over a repeated run of the same request, sequential."""
+        return _over(self.first_sequential_best_s, self.sequential_best_s) if self.ok else None
+
+    @property
+    def first_over_repeated_threads(self) -> float | None:
+        return _over(self.first_threads_best_s, self.threads_best_s) if self.ok else None
+
+    @property
+    def dag_bytes_per_node(self) -> float | None:
+        return self.dag_bytes / self.n_nodes if self.dag_bytes is not None and self.n_nodes else None
+
+    @property
+    def run_bytes_per_node(self) -> tuple[float, ...]:
+        """Per entry of ``memory_workers``: the bytes per node one run left held."""
+        return tuple(b / self.n_nodes for b in self.run_bytes) if self.n_nodes else ()
+
+    @property
+    def targets_apply(self) -> bool:
+        """The targets are for free-threaded builds with the GIL off, on 2 workers."""
+        return bool(self.free_threaded_build and self.gil_enabled_after is not True and self.workers == 2)
+
+    @property
+    def meets_threads_target(self) -> bool | None:
+        """None unless the target applies to this record (its build, and its size)."""
+        r = self.threads_over_sequential
+        if not self.targets_apply or self.n_nodes != self.THREADS_TARGET_NODES or r is None:
+            return None
+        return r <= self.THREADS_TARGET
+
+    @property
+    def meets_first_run_target(self) -> bool | None:
+        """Every first run measured (sequential, threads) within the target of its repeated run."""
+        rs = [r for r in (self.first_over_repeated_sequential, self.first_over_repeated_threads) if r is not None]
+        if not self.targets_apply or not rs:
+            return None
+        return all(r <= self.FIRST_RUN_TARGET for r in rs)
+
+    @property
+    def meets_build_target(self) -> bool | None:
+        r = self.build_over_graphlib
+        if not self.targets_apply or self.n_nodes != self.BUILD_TARGET_NODES or r is None:
+            return None
+        return r <= self.BUILD_TARGET
+
+    @property
+    def meets_run_bytes_target(self) -> bool | None:
+        """Every worker count's run at most the target per node, and all of them the same."""
+        per = self.run_bytes_per_node
+        if not self.targets_apply or not per:
+            return None
+        low = min(per)
+        same = max(per) - low <= max(self.RUN_BYTES_SAME, self.RUN_BYTES_SAME_FRACTION * low)
+        return max(per) <= self.RUN_BYTES_TARGET and same
+
+    @property
+    def meets_dag_bytes_target(self) -> bool | None:
+        b = self.dag_bytes_per_node
+        if not self.targets_apply or b is None:
+            return None
+        return b <= self.DAG_BYTES_TARGET
+
+
+__all__ += ["ScaleResult"]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ renders it and :meth:`Comparison.to_json` is ``results.json`` (schema ``ftdag-co
 ``settings``, ``reference``, ``measurements``, ``sweep``, ``breakeven``, ``small_graph``, ``summary``,
 ``store_overhead``: :class:`records.StoreOverhead` records, ``resume``: :class:`records.ResumeResult`
 records, ``order``: :class:`records.OrderResult` records, ``dask_get``: :class:`records.DaskGetResult`
-records, ``distributed``: :class:`records.DistributedResult` records).
+records, ``distributed``: :class:`records.DistributedResult` records, ``scale``: :class:`records.ScaleResult`
+records).
 
 Importing this module runs nothing.
 """
@@ -33,6 +34,7 @@ from records import (
     Reference,
     ResumeResult,
     Row,
+    ScaleResult,
     SmallGraphResult,
     StoreOverhead,
 )
@@ -145,6 +147,7 @@ class Comparison:
     order: tuple[OrderResult, ...] = ()
     dask_get: tuple[DaskGetResult, ...] = ()
     distributed: tuple[DistributedResult, ...] = ()
+    scale: tuple[ScaleResult, ...] = ()
 
     @cached_property
     def reference(self) -> Reference:
@@ -179,6 +182,7 @@ class Comparison:
             "order": [r.to_json() for r in self.order],
             "dask_get": [r.to_json() for r in self.dask_get],
             "distributed": [r.to_json() for r in self.distributed],
+            "scale": [r.to_json() for r in self.scale],
         }
 
 
@@ -623,15 +627,184 @@ def distributed_markdown(results: Sequence[DistributedResult]) -> str:
                                      r.distributed_over(w, "processes", median=True)), str(rounds)])
         lines.append(_workers_line(r))
     return intro + "\n\n" + markdown_table(header, body) + ("\n\n" + "\n".join(lines) if lines else "")
+# -- scale -----------------------------------------------------------------------------------------
+
+SCALE_CHART_LINK = "![time per node against graph size](scale.png)"
+
+
+def fmt_per_node(s: float | None) -> str:
+    """A time per node, in µs."""
+    if s is None or not math.isfinite(s):
+        return "—"
+    us = s * 1e6
+    return f"{us:.2f} µs" if us < 10 else f"{us:.1f} µs" if us < 100 else f"{us:.0f} µs"
+
+
+def fmt_bytes(b: float | None) -> str:
+    return "—" if b is None else f"{b:,.0f} B"
+
+
+def _verdict(met: bool | None) -> str:
+    return "met" if met else "**missed**"
+
+
+def _run_cell(r: ScaleResult, best: float | None, median: float | None, over_plain: float | None) -> str:
+    if best is None:
+        return "—"
+    return f"{fmt_per_node(r.per_node(best))} / {fmt_per_node(r.per_node(median))} ({fmt_x(over_plain)})"
+
+
+def scale_table(results: Sequence[ScaleResult]) -> str:
+    """One row per size (``scale.py`` prints it for its own run; the report has one per interpreter)."""
+    header = ["nodes", "edges", "add_task + build", "graphlib", "build ÷ graphlib", "plain loop",
+              "sequential (÷ plain)", "threads (÷ plain)", "processes (÷ plain)", "threads ÷ sequential",
+              "first run ÷ repeated (sequential / threads)", "Dag per node (peak)",
+              "a run adds per node", "rounds"]
+    body = []
+    for r in results:
+        nodes = f"{r.n_nodes:,}" + ("†" if r.noisy else "")
+        if r.ok:
+            processes = (_run_cell(r, r.processes_best_s, r.processes_median_s, r.processes_over_plain)
+                         if r.processes_s else f"— ({r.processes_skipped or 'not measured'})")
+            timing = [f"{r.n_edges:,}", fmt_per_node(r.per_node(r.build_best_s)),
+                      fmt_per_node(r.per_node(r.graphlib_best_s)), fmt_x(r.build_over_graphlib),
+                      fmt_per_node(r.per_node(r.plain_best_s)),
+                      _run_cell(r, r.sequential_best_s, r.sequential_median_s, r.sequential_over_plain),
+                      _run_cell(r, r.threads_best_s, r.threads_median_s, r.threads_over_plain), processes,
+                      fmt_x(r.threads_over_sequential),
+                      f"{fmt_x(r.first_over_repeated_sequential)} / {fmt_x(r.first_over_repeated_threads)}"]
+        else:
+            timing = [f"{r.n_edges:,}" if r.n_edges else "", error_cell(r.error)] + [""] * 8
+        if r.memory_error:
+            memory = [error_cell(r.memory_error), ""]
+        elif r.memory_skipped:
+            memory = [f"— ({r.memory_skipped})", "—"]
+        elif r.dag_bytes is None:
+            memory = ["—", "—"]
+        else:
+            peak = r.build_peak_bytes / r.n_nodes if r.build_peak_bytes is not None else None
+            memory = [f"{fmt_bytes(r.dag_bytes_per_node)} ({fmt_bytes(peak)})",
+                      " / ".join(fmt_bytes(b) for b in r.run_bytes_per_node)
+                      + f" ({' / '.join(map(str, r.memory_workers))} workers)" if r.run_bytes else "—"]
+        body.append([nodes, *timing, *memory, str(r.rounds)])
+    return markdown_table(header, body, left=1)
+
+
+def _at(r: ScaleResult) -> str:
+    return f"{r.n_nodes:,} nodes"
+
+
+def scale_targets(results: Sequence[ScaleResult]) -> list[str]:
+    """The issue's targets, met or missed, for one interpreter's sizes (free-threaded builds only)."""
+    ok = [r for r in results if r.ok]
+    mem = [r for r in results if not r.memory_error and r.dag_bytes is not None]
+    first = next(iter(results), None)
+    if first is None:
+        return []
+    if not first.targets_apply:
+        why = ("a GIL build" if not first.free_threaded_build else "the GIL was re-enabled"
+               if first.gil_enabled_after else f"{first.workers} workers, not 2")
+        return [f"- Targets: n/a ({why}); the numbers are for reference."]
+    lines = []
+    at = next((r for r in ok if r.n_nodes == ScaleResult.THREADS_TARGET_NODES), None)
+    what = f"threads ≤ {ScaleResult.THREADS_TARGET:g}× sequential on {ScaleResult.THREADS_TARGET_NODES:,} nodes"
+    lines.append(f"- {what}: {fmt_x(at.threads_over_sequential)}: {_verdict(at.meets_threads_target)}" if at else
+                 f"- {what}: not measured (no graph of that size)")
+    firsts = [r for r in ok if r.meets_first_run_target is not None]
+    if firsts:
+        missed = [r for r in firsts if not r.meets_first_run_target]
+        ranges = []
+        for name in ("sequential", "threads"):
+            xs = [x for x in (getattr(r, f"first_over_repeated_{name}") for r in firsts) if x is not None]
+            if xs:
+                ranges.append(f"{name} {fmt_x(min(xs))}–{fmt_x(max(xs))}")
+        lines.append(f"- first run of a freshly built Dag ≤ {ScaleResult.FIRST_RUN_TARGET:g}× a repeated run "
+                     f"(sequential and threads, every size): {', '.join(ranges)}: "
+                     + ("met" if not missed else f"**missed** at {len(missed)} of {len(firsts)} sizes"))
+    at = next((r for r in ok if r.n_nodes == ScaleResult.BUILD_TARGET_NODES), None)
+    what = f"add_task + build ≤ graphlib's static_order on {ScaleResult.BUILD_TARGET_NODES:,} nodes"
+    if at:
+        lines.append(f"- {what}: {fmt_x(at.build_over_graphlib)}: {_verdict(at.meets_build_target)}")
+    elif ok:
+        largest = max(ok, key=lambda r: r.n_nodes)
+        lines.append(f"- {what}: not measured (full mode only); {fmt_x(largest.build_over_graphlib)} on "
+                     f"{_at(largest)}")
+    if mem:
+        largest = max(mem, key=lambda r: r.n_nodes)
+        def verdict(missed: list[ScaleResult]) -> str:
+            if missed:
+                return f"**missed** at {len(missed)} of {len(mem)} sizes measured"
+            return "met at the one size measured" if len(mem) == 1 else f"met at all {len(mem)} sizes measured"
+
+        missed = [r for r in mem if not r.meets_run_bytes_target]
+        per = " / ".join(f"{fmt_bytes(b)} ({w} workers)" for w, b in zip(largest.memory_workers,
+                                                                        largest.run_bytes_per_node))
+        lines.append(f"- a run adds ≤ {ScaleResult.RUN_BYTES_TARGET:g} B/node, the same for "
+                     f"{' and '.join(map(str, largest.memory_workers))} workers (within "
+                     f"{ScaleResult.RUN_BYTES_SAME:g} B or {ScaleResult.RUN_BYTES_SAME_FRACTION:.0%}): {per} on "
+                     f"{_at(largest)}: {verdict(missed)}")
+        missed = [r for r in mem if not r.meets_dag_bytes_target]
+        lines.append(f"- a Dag ≤ {ScaleResult.DAG_BYTES_TARGET:g} B/node: {fmt_bytes(largest.dag_bytes_per_node)} "
+                     f"on {_at(largest)}: {verdict(missed)}")
+    return lines
+
+
+def scale_notes(results: Sequence[ScaleResult]) -> list[str]:
+    """What was not measured, and what measuring took."""
+    lines = []
+    skipped = [r for r in results if r.ok and not r.processes_s]
+    measured = [r for r in results if r.ok and r.processes_s]
+    if skipped and measured:
+        ref = max(measured, key=lambda r: r.n_nodes)
+        per = ref.per_node(ref.processes_best_s) or 0
+        lines.append(f"- processes: {skipped[0].processes_skipped or 'not measured on the larger graphs'}; at "
+                     f"{fmt_per_node(per)} per node ({_at(ref)}), one run would take "
+                     + " and ".join(f"~{fmt_time(per * r.n_nodes)} at {_at(r)}" for r in skipped) + ".")
+    no_first = [r for r in results if r.ok and r.first_threads_skipped]
+    if no_first:
+        lines.append(f"- first run on threads: {no_first[0].first_threads_skipped} (there one Dag per round serves "
+                     "both backends: the threads runs reuse the plan of the sequential ones).")
+    spent = [(r, (r.time_child_s or 0) + (r.memory_child_s or 0)) for r in results]
+    if spent:
+        lines.append("- measuring took " + ", ".join(
+            f"{fmt_time(s)} at {r.n_nodes:,} nodes (timing {fmt_time(r.time_child_s)}, memory "
+            f"{fmt_time(r.memory_child_s)})" for r, s in spent) + ".")
+    return lines
+
+
+def scale_markdown(results: Sequence[ScaleResult]) -> str:
+    """How cost grows with the graph, per interpreter: a table of every size, the targets, notes."""
+    first = next((r for r in results if r.ok), None)
+    intro = (
+        "### Scale: the random DAG from 10k nodes up\n\n"
+        "`benchmarks/scale.py`, two fresh processes per interpreter and size: node 0 a source, node i a no-op task on "
+        "1–3 distinct keys drawn from the 1,000 before it (seeded), every sink requested, "
+        f"{first.workers if first else 2} workers. Times are per node: best of the rounds, and best / median for the "
+        "repeated runs. add_task + build: `add_task` for every node and `build()`, against "
+        "`graphlib.TopologicalSorter(spec).static_order()` on the same dict, in the same process. Runs: a repeated "
+        "run of the same request (its plan cached), against the plain loop over the keys in order (÷ plain). First "
+        "run: a freshly built Dag's first run, over the repeated run. Memory (`tracemalloc`, in its own process, "
+        "not timed): what the Dag holds per node after `build()` (the builder deleted; the peak while building in "
+        "brackets), and what one run on threads leaves held per node (result dropped, plan kept, executor open), "
+        "with each worker count. Targets (issue 14; free-threaded build, 2 workers) below each table. †: other "
+        "processes took CPU meanwhile.")
+    parts = [intro]
+    for label in dict.fromkeys(str(r.interpreter) for r in results):
+        mine = [r for r in results if str(r.interpreter) == label]
+        build = ("free-threaded, GIL " + ("on" if mine[0].gil_enabled_after else "off")
+                 if mine[0].free_threaded_build else "GIL" if mine[0].free_threaded_build is False else "?")
+        lines = scale_targets(mine) + scale_notes(mine)
+        parts.append(f"On {label} ({build}):\n\n" + scale_table(mine) + ("\n\n" + "\n".join(lines) if lines else ""))
+    return "\n\n".join(parts)
 
 
 # -- the whole report --------------------------------------------------------------------------
 
 
-def markdown_report(c: Comparison, chart: bool) -> str:
+def markdown_report(c: Comparison, chart: bool, scale_chart: bool = False) -> str:
     """``results.md`` without its title: description, table, legend, headline, small graphs, sweep, result
-    store, resuming, ready order, ftdag.get, the distributed backend, chart (each section only if it was
-    measured)."""
+    store, resuming, ready order, ftdag.get, the distributed backend, scale (with its chart if
+    ``scale_chart``), chart (each section only if it was measured)."""
     parts = [describe(c)]
     if c.measurements:
         parts += [markdown(c.rows, c.reference), LEGEND.format(ref=c.reference.label), headline(c)]
@@ -649,6 +822,8 @@ def markdown_report(c: Comparison, chart: bool) -> str:
         parts.append(dask_get_markdown(c.dask_get))
     if c.distributed:
         parts.append(distributed_markdown(c.distributed))
+    if c.scale:
+        parts.append(scale_markdown(c.scale) + (f"\n\n{SCALE_CHART_LINK}" if scale_chart else ""))
     if chart:
         parts.append(CHART_LINK)
     return "\n\n".join(parts)
