@@ -226,6 +226,8 @@ def run_distributed(python: str, *, quick: bool, workers: int, spin_per_ms: floa
         except (KeyError, TypeError, ValueError) as exc:
             reason = f"unreadable result ({type(exc).__name__})"
     return DistributedResult(ok=False, error=str(reason), mode="quick" if quick else "full", workers=workers)
+
+
 def run_scale(python: str, n: int, *, mode: str, workers: int, timeout: float | None = None,
               env: dict[str, str] | None = None) -> ScaleResult:
     """Both children of ``scale.py`` for ``n`` nodes (timing, then memory), with the mode's rounds and
@@ -425,6 +427,7 @@ class Measurer:
         plan = [(i,) for i in order_interpreters(interps)]
         return self._each("distributed ", plan, lambda i: f"{i.label} · distributed backend against threads and "
                           "processes", measure, show, retry=lambda i: True)
+
     def scale(self, interps: Sequence[Interpreter]) -> list[ScaleResult]:
         """``scale.py`` at each of the mode's sizes, on every interpreter, 3.13t first; no second attempt
         on a busy machine (one size takes up to minutes: noisy ones are marked instead)."""

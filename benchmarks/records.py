@@ -745,6 +745,9 @@ class DistributedResult(_Timed):
     def from_json(cls, data: Mapping[str, Any]) -> DistributedResult:
         rec = super().from_json(data)
         return replace(rec, rows=tuple(DistributedRow.from_json(r) for r in data.get("rows") or ()))
+
+
+@dataclass(frozen=True)
 class ScaleResult(_Timed):
     """One size of the random DAG of the scale issue on one interpreter (``benchmarks/scale.py``).
 

@@ -627,6 +627,8 @@ def distributed_markdown(results: Sequence[DistributedResult]) -> str:
                                      r.distributed_over(w, "processes", median=True)), str(rounds)])
         lines.append(_workers_line(r))
     return intro + "\n\n" + markdown_table(header, body) + ("\n\n" + "\n".join(lines) if lines else "")
+
+
 # -- scale -----------------------------------------------------------------------------------------
 
 SCALE_CHART_LINK = "![time per node against graph size](scale.png)"
