@@ -23,12 +23,13 @@ then 2 up to 100,000, then 1): ``graphlib.TopologicalSorter(spec).static_order()
 into a list, on the spec dict ``{key: tuple_of_deps}`` (the reference for the build);
 ``add_task`` for every node plus ``build()``, twice per round (one Dag for the sequential runs,
 one for the threads runs, each built while no other Dag is alive; above ``FIRST_THREADS_UP_TO``,
-200,000 nodes, once: a Dag's first run there takes minutes on 3.13t, and the threads runs reuse
-the sequential runs' Dag, after one untimed run); on each, its first run (a new request: its
+1,000,000 nodes, once, and the threads runs reuse the sequential runs' Dag, after one untimed
+run); on each, its first run (a new request: its
 plan is computed), then a repeated run of the same request (its plan cached), sequential and
 on threads; a repeated run on processes, on the sequential runs' Dag, up to
-``PROCESSES_UP_TO`` nodes (10,000 in both modes: a process run costs ~100 µs per node on
-either build here, flat with the size, so one run of 1M nodes would take minutes); and the
+``PROCESSES_UP_TO`` nodes (10,000 in quick mode, 100,000 in full mode: a process run costs
+~100 µs per node on either build here, flat with the size, so one run of 1M nodes would take
+minutes); and the
 plain loop, the reference for the runs: a dict of values over the keys in order, calling
 ``noop`` on the dependencies' values.  Every run uses ``workers`` workers (2 by default) on an
 executor made, and its pool started on a 2-node graph, before the first round; its result is
@@ -50,13 +51,10 @@ and 16), on a Dag that has not run yet and an executor on threads whose pool is 
 started, what one run leaves held (traced from just before the run; its result dropped,
 ``gc.collect()``, the executor still open, the Dag's cached plan kept) and the run's peak.
 
-What it costs, with the code at the start of issue 14, on this project's 2-core machine with
-one core taken by other work: quick mode 70 s on 3.13t and 30 s on 3.13 (41 s and 16 s of them
-at 200,000 nodes); full mode 6.4 minutes on 3.13t (3.4 of them at 1M nodes, half of that the
-Dag's first run, which on 3.13t grows faster than the graph; 2 for the memory at 100,000 nodes)
-and 2.7 on 3.13.  The report's last line per interpreter says what a run took ("measuring
-took ...").  Most of it goes to building and to first runs, so it shrinks as those meet their
-targets.
+What it costs: the report's last line per interpreter says what a run took ("measuring
+took ...").  With the flat graph arrays, on this project's 2-core machine, quick mode takes
+about a minute per interpreter; full mode a few minutes, most of it the memory tracing at
+100,000 nodes and the 1M-node builds and runs.
 
 The task function lives in this script, which runs as ``__main__``, so its code is not compiled
 at import with mortal constants that threads would contend on (see README: run from ``.pyc``
@@ -106,8 +104,8 @@ MAX_DEPS = 3
 SIZES = {"quick": (10_000, 50_000, 200_000), "full": (10_000, 100_000, 200_000, 1_000_000)}
 ROUNDS = {"quick": ((10_000, 3), (None, 1)),  # (up to this many nodes, rounds); None: any size
           "full": ((10_000, 5), (100_000, 2), (None, 1))}
-PROCESSES_UP_TO = {"quick": 10_000, "full": 10_000}  # ~100 µs per node: a 1M-node run would take minutes
-FIRST_THREADS_UP_TO = 200_000  # above, one Dag per round: a first run of 1M nodes takes minutes on 3.13t
+PROCESSES_UP_TO = {"quick": 10_000, "full": 100_000}  # ~100 µs per node: a 1M-node run would take minutes
+FIRST_THREADS_UP_TO = 1_000_000  # above, one Dag per round serves both backends (their first runs: one each)
 MEMORY_UP_TO = {"quick": 10_000, "full": 100_000}  # tracing takes ~0.7 ms per node on 3.13t
 MEMORY_WORKERS = (2, 16)
 TINY = 400  # nodes of the graph the tests run
