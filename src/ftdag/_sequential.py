@@ -33,7 +33,20 @@ def run_plan(plan: Plan, ctx: RunContext | None = None) -> dict[str, int]:
     fns, start, dep_ids, keys = dag._fns, dag._dep_start, dag._dep_ids, dag._keys
     values, consumers = plan.values, plan.consumers
     for i in plan.tasks:  # ids are topological, so every dependency is already computed
-        ds = dep_ids[start[i]:start[i + 1]]
+        a = start[i]
+        b = start[i + 1]
+        if b - a == 1:  # the common case (chains, maps): no argument list, no slice
+            d = dep_ids[a]
+            try:
+                values[i] = fns[i](values[d])
+            except Exception as exc:
+                raise _task_failed(keys[i], exc) from exc
+            left = consumers[d] - 1
+            consumers[d] = left
+            if not left:
+                values[d] = None
+            continue
+        ds = dep_ids[a:b]
         try:
             values[i] = fns[i](*[values[d] for d in ds])
         except Exception as exc:

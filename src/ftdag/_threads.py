@@ -574,11 +574,13 @@ class ThreadPool:
                 a = start[task]
                 b = start[task + 1]
                 try:
-                    # One dependency is the common case (chains, maps); skip the argument list.
-                    result = (
-                        fns[task](values[dep_ids[a]]) if b - a == 1  # type: ignore[misc]
-                        else fns[task](*[values[d] for d in dep_ids[a:b]])  # type: ignore[misc]
-                    )
+                    # One dependency is the common case (chains, maps): no argument list, no slice.
+                    if b - a == 1:
+                        one = dep_ids[a]
+                        result = fns[task](values[one])  # type: ignore[misc]
+                    else:
+                        one = no_task
+                        result = fns[task](*[values[d] for d in dep_ids[a:b]])  # type: ignore[misc]
                 except ctrl_c:
                     raise  # Ctrl-C in a task the main thread runs: abandon the run (module docstring)
                 except BaseException as exc:  # even SystemExit must not kill the worker
@@ -589,9 +591,13 @@ class ThreadPool:
                     break
                 # A solo link (I7): nobody else reads or writes these slots or counts.
                 values[task] = result
-                for d in dep_ids[a:b]:
-                    if fns[d] is not None:
-                        values[d] = None
+                if one != no_task:
+                    if fns[one] is not None:
+                        values[one] = None
+                else:
+                    for d in dep_ids[a:b]:
+                        if fns[d] is not None:
+                            values[d] = None
                 solos += 1
                 task = nxt
             if plain and error is None:
