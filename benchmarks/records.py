@@ -407,7 +407,7 @@ class OrderResult(_Timed):
     (:attr:`critical_over_work`) tells the scheduler's share of a gap to the lower bound from tasks
     that ran slower beside each other (or beside other processes) than alone.
 
-    The targets (the scheduling-constraints issue's): on a free-threaded build with the thread
+    The targets (the project's): on a free-threaded build with the thread
     backend, the critical-path makespan within ``BOUND_TARGET`` of the lower bound, and shorter than
     FIFO's by at least ``FIFO_TARGET``, both on the best times; elsewhere they do not apply (None).
     """
@@ -521,7 +521,7 @@ class DaskGetRow:
     """One (workload, scheduler) row of ``benchmarks/dask_get.py``: every timed run of one dask
     scheduler (``ftdag``: ``ftdag.get``; ``threaded``: ``dask.threaded.get``; ``sync``: ``dask.get``)
     on one workload, interleaved with the other schedulers in one process.  ``target``: on ftdag's
-    rows with one, the ratio to ``dask.threaded.get`` that issue 10 aims for (at the full sizes, on 3.13t)."""
+    rows with one, the ratio to ``dask.threaded.get`` that the project aims for (at the full sizes, on 3.13t)."""
 
     workload: str
     scheduler: str
@@ -553,7 +553,7 @@ class DaskGetResult(_Timed):
 
     ``requested_backend`` is what the comparison asked ftdag for (``auto``: ``ftdag.get``'s shared
     executor, its default; or ``threads``), ``ftdag_backend`` what that was (``auto`` is threads
-    when the GIL is off, processes otherwise).  The targets (issue 10's: ftdag's best time at most
+    when the GIL is off, processes otherwise).  The targets (the project's: ftdag's best time at most
     the row's ``target`` times ``dask.threaded.get``'s) are for the free-threaded build with the GIL
     off and the full sizes; elsewhere the ratios are reported without a verdict.
     """
@@ -771,7 +771,7 @@ class ScaleResult(_Timed):
     missing, ``memory_skipped`` why they were not measured (the largest sizes: tracing is slow);
     ``error`` why the timings are (``ok=False``).
 
-    Targets (issue 14; free-threaded builds with the GIL off, 2 workers): threads at most
+    Targets (the project's; free-threaded builds with the GIL off, 2 workers): threads at most
     ``THREADS_TARGET`` × sequential on ``THREADS_TARGET_NODES`` nodes; a first run at most
     ``FIRST_RUN_TARGET`` × a repeated one; ``add_task`` + ``build()`` at most ``BUILD_TARGET`` ×
     graphlib on ``BUILD_TARGET_NODES`` nodes; a run adding at most ``RUN_BYTES_TARGET`` bytes per node,

@@ -497,7 +497,7 @@ def dask_get_backend_cell(r: DaskGetResult) -> str:
 
 
 def dask_get_targets_cell(r: DaskGetResult, workload: str) -> str:
-    """Whether ftdag met issue 10's target on ``workload``, or why it does not apply ("" if it has none)."""
+    """Whether ftdag met the project's target on ``workload``, or why it does not apply ("" if it has none)."""
     target = r.target(workload)
     if not r.ok or target is None:
         return ""
@@ -544,7 +544,7 @@ def dask_get_markdown(results: Sequence[DaskGetResult]) -> str:
         "measured on `threads` (an executor passed as `executor=`). Times: best / median of the repetitions; "
         "µs/task: best time over the graph's tasks; × threaded: ftdag's time over `dask.threaded.get`'s, best over "
         "best / median over median, both timed in the same run (lower is better); × sync: the same over `dask.get`, "
-        "best over best. Targets (issue 10: free-threaded build, GIL off, full sizes): ftdag at most 0.1× "
+        "best over best. Targets (the project's: free-threaded build, GIL off, full sizes): ftdag at most 0.1× "
         "`dask.threaded.get` on the chain and 0.6× on the bag; on the GIL build the rows are for reference."
         + (" Quick mode: the workloads are 5 times smaller than the full sizes the targets are for." if quick else "")
         + " †: other processes took CPU meanwhile.")
@@ -697,7 +697,7 @@ def _at(r: ScaleResult) -> str:
 
 
 def scale_targets(results: Sequence[ScaleResult]) -> list[str]:
-    """The issue's targets, met or missed, for one interpreter's sizes (free-threaded builds only)."""
+    """The project's targets, met or missed, for one interpreter's sizes (free-threaded builds only)."""
     ok = [r for r in results if r.ok]
     mem = [r for r in results if not r.memory_error and r.dag_bytes is not None]
     first = next(iter(results), None)
@@ -788,7 +788,7 @@ def scale_markdown(results: Sequence[ScaleResult]) -> str:
         "run: a freshly built Dag's first run, over the repeated run. Memory (`tracemalloc`, in its own process, "
         "not timed): what the Dag holds per node after `build()` (the builder deleted; the peak while building in "
         "brackets), and what one run on threads leaves held per node (result dropped, plan kept, executor open), "
-        "with each worker count. Targets (issue 14; free-threaded build, 2 workers) below each table. †: other "
+        "with each worker count. Targets (the project's; free-threaded build, 2 workers) below each table. †: other "
         "processes took CPU meanwhile.")
     parts = [intro]
     for label in dict.fromkeys(str(r.interpreter) for r in results):
