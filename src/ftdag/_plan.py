@@ -1,9 +1,11 @@
-"""What one run executes, compiled to lists indexed by node id.
+"""What one run executes, compiled to flat arrays indexed by node id.
 
 Every backend runs a :class:`Plan`.  The parts that depend only on the graph and the set of
 requested outputs (which tasks run, how many unfinished dependencies each has, how many
 consumers each result has) are computed once and cached on the :class:`~ftdag.Dag`; a run
-copies them, so repeated runs of the same request cost a few list copies.
+copies them, so repeated runs of the same request cost a few array copies.  A request of
+every sink (the whole graph) starts from tables the Dag made when it was built
+(``Dag._whole_plan``), so even its first run copies more than it computes.
 
 Counting conventions, shared by all schedulers:
 

@@ -88,8 +88,8 @@ I9. A quick slot runs its own queue without the lock.  In a plain run, when the 
     other thread is idle, the slot takes its next task from ``queues[w]`` with the deque's
     own atomic pop, without ``_lock``, and records the tasks it finished (their results,
     counts and ready dependents) all at once at its next critical section, in the order they
-    ran.  Thieves pop the other end under the lock, so each queued task is taken by one
-    thread (a pop that loses the race finds the deque empty and moves on); a task moving
+    ran.  Thieves pop under the lock; every deque pop is atomic, so each queued task is taken
+    by one thread (a pop that loses the race finds the deque empty and moves on); a task moving
     from the queue to running stays in ``in_flight``, so I1 and I2 are untouched; and
     nothing about a finished task is visible to other threads before its record, so I3 to
     I5 hold as written.  What it costs: a finished task's dependents become ready up to
