@@ -216,9 +216,10 @@ class DagBuilder:
             raise self._missing()
         # The data edges as a table over insertion indexes, made by C loops: a row's ids are
         # its dependencies' indexes (a KeyError names an unknown key).
+        edges = sum(map(len, rows))
+        if edges > MAX_IDS:  # (checked first: the array would refuse the offsets with a vaguer error)
+            raise ValueError(f"a graph holds at most {MAX_IDS} edges, this one {edges}")
         start = array(INDEX, accumulate(map(len, rows), initial=0))
-        if start[-1] > MAX_IDS:
-            raise ValueError(f"a graph holds at most {MAX_IDS} edges, this one {start[-1]}")
         try:
             ids = array(INDEX, map(index.__getitem__, chain.from_iterable(rows)))
         except KeyError:
