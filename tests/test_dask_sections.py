@@ -296,8 +296,18 @@ def test_dask_get_runs_ftdag_on_threads_when_asked():
 
 def test_distributed_bench_runs_at_a_tiny_size_and_its_document_is_a_record():
     pytest.importorskip("distributed")
-    r = measurement.run_distributed(sys.executable, quick=True, workers=2, spin_per_ms=1.0, timeout=6 * TIMEOUT,
-                                    env=_env(), extra=["--chain", "5"])
+
+    def run():
+        return measurement.run_distributed(sys.executable, quick=True, workers=2, spin_per_ms=1.0,
+                                           timeout=6 * TIMEOUT, env=_env(), extra=["--chain", "5"])
+
+    r = run()
+    if not r.ok and (r.error or "").startswith("exit -"):
+        # The child died of a signal: seen once (SIGSEGV, exit -11) on 3.13t and not in four runs
+        # after it.  ftdag is pure Python, so the crash is in CPython or in a C extension the
+        # script loads (distributed brings msgpack and tornado's).  One more attempt, so that this
+        # test checks the script and its record; a second crash fails it.
+        r = run()
     assert r.ok, r.error
     assert (r.mode, r.workers, r.spin_per_ms, r.workloads) == ("quick", 2, 1.0, ["chain", "cpu"])
     for w in r.workloads:
