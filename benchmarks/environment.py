@@ -178,6 +178,19 @@ def build_caveat(interps: list[Interpreter]) -> str | None:
 # -- bench venvs -------------------------------------------------------------------------------
 
 
+def ftdag_importable() -> None:
+    """Make ftdag importable in this process and in the worker processes it starts when a
+    benchmark script runs from a checkout without ftdag installed (``src`` first on
+    ``sys.path`` and ``PYTHONPATH``); with ftdag installed, nothing changes."""
+    try:
+        import ftdag  # noqa: F401
+    except ImportError:
+        src = str(REPO / "src")
+        sys.path.insert(0, src)
+        parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
+        os.environ["PYTHONPATH"] = os.pathsep.join([src, *parts])
+
+
 def child_env() -> dict[str, str]:
     """The environment of every bench child: the venv's installed ftdag, not a checkout on PYTHONPATH."""
     env = dict(os.environ, PIP_NO_INPUT="1", PIP_DISABLE_PIP_VERSION_CHECK="1")

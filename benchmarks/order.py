@@ -51,7 +51,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
 import sysconfig
 import time
@@ -65,7 +64,7 @@ REPO = HERE.parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from environment import background_load, cpu_snapshot, loadavg, now_iso  # noqa: E402
+from environment import background_load, cpu_snapshot, ftdag_importable, loadavg, now_iso  # noqa: E402
 from records import OrderResult  # noqa: E402
 from report import fmt_time, fmt_x, order_table  # noqa: E402
 
@@ -140,18 +139,6 @@ def build(loops: int, fifo: bool):
         prev = _chain_key(k)
     outputs = [("independent", k) for k in range(N_INDEPENDENT)] + [_chain_key(k) for k in range(N_CHAIN)]
     return b.build(), outputs
-
-
-def _setup_paths() -> None:
-    """Make ftdag importable here and in worker processes when it is run from a checkout without
-    installing (the tasks themselves live in this script, ``__main__``)."""
-    try:
-        import ftdag  # noqa: F401
-    except ImportError:
-        src = str(REPO / "src")
-        sys.path.insert(0, src)
-        parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
-        os.environ["PYTHONPATH"] = os.pathsep.join([src, *parts])
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -243,7 +230,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    _setup_paths()
+    ftdag_importable()  # (the task code lives in this script, ``__main__``)
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
     spin_per_ms = args.spin_per_ms or calibrate()
     say(f"order ({args.mode} mode): {N_INDEPENDENT} independent tasks then a chain of {N_CHAIN}, "

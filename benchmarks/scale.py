@@ -75,7 +75,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import random
 import sys
 import sysconfig
@@ -90,7 +89,7 @@ REPO = HERE.parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from environment import background_load, cpu_snapshot, loadavg, now_iso  # noqa: E402
+from environment import background_load, cpu_snapshot, ftdag_importable, loadavg, now_iso  # noqa: E402
 from records import ScaleResult  # noqa: E402
 
 __all__ = ["FIRST_THREADS_UP_TO", "MEMORY_UP_TO", "MEMORY_WORKERS", "PROCESSES_UP_TO", "ROUNDS", "SCHEMA", "SEED", "SIZES", "draw", "make_spec",
@@ -411,18 +410,6 @@ def summary(r: ScaleResult) -> str:
     return f"{timing}; {memory}"
 
 
-def _setup_paths() -> None:
-    """Make ftdag importable here and in worker processes when it is run from a checkout without
-    installing (the task itself lives in this script, ``__main__``)."""
-    try:
-        import ftdag  # noqa: F401
-    except ImportError:
-        src = str(REPO / "src")
-        sys.path.insert(0, src)
-        parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
-        os.environ["PYTHONPATH"] = os.pathsep.join([src, *parts])
-
-
 def _positive(p: argparse.ArgumentParser, name: str, values: Sequence[int] | int | None) -> None:
     if values is not None and min([values] if isinstance(values, int) else values, default=1) < 1:
         p.error(f"{name} must be >= 1")
@@ -497,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart:
         draw(*args.chart)
         return 0
-    _setup_paths()
+    ftdag_importable()  # (the task code lives in this script, ``__main__``)
     if args.child:
         return child_main(args)
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
