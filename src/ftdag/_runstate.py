@@ -123,11 +123,13 @@ class RunState:
     __slots__ = ("plan", "values", "ready", "bound", "in_flight", "pending", "stopped", "error",
                  "peak_in_flight", "peak_queue_len")
 
-    def __init__(self, plan: Plan, bound: int) -> None:
+    def __init__(self, plan: Plan, bound: int, stack: bool = False) -> None:
+        """``stack``: ``ready`` starts as a :class:`ReadyStack` whatever the plan's order (a
+        thread run that starts alone, where one thread takes every task: ftdag._alone)."""
         self.plan = plan
         self.values = plan.values  # by node id: a source's value, a finished task's result, or None
         template = plan.template
-        if template.heap:
+        if template.heap and not stack:
             order, rank = template.ranks()
             self.ready: ReadyStack | ReadyHeap = ReadyHeap.start(plan.initial, rank, order)
         else:

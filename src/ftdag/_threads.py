@@ -10,6 +10,11 @@ the last slot (``_caller_slot``) is the thread that called ``run()``, which runs
 any worker until the run is over.  So at most ``max_workers`` tasks run at once, the
 caller's included, and a small graph runs on the caller's thread with no wake-up latency.
 
+A plain run starts *alone* (:mod:`ftdag._alone`): the caller runs its tasks one after
+another and wakes no one, until they prove slow or the caller is stuck in a task while
+others are ready; then the run is *shared*, as the rest of this docstring describes.  An
+idle pool thread, the lookout, watches for a stuck caller.
+
 State
 -----
 Everything below is guarded by one lock, ``_lock``.  Idle pool threads sleep on ``_wake`` (a
@@ -33,6 +38,8 @@ bound) is a :class:`ftdag._runstate.RunState`; what follows is the thread backen
 ``_Run.in_flight``  (shared) tasks in some ``queues[w]`` plus tasks running.
 ``_Run.caller_waiting``  the caller sleeps on ``bell``; whoever sets it back to False
                     releases ``bell`` once (:func:`_ring`), so no wake-up is lost or doubled.
+``_Run.alone``      the caller runs the run alone (:mod:`ftdag._alone`, A1-A3): ``ready`` is
+                    then a plain stack and no slot queues a task.
 
 Runs with a context (``_Run.ctx``, :mod:`ftdag._context`) call each task through
 :func:`ftdag._attempt.run_attempt` (wrapped into ``_Run.fns``: the hot loop is the same),
@@ -100,10 +107,12 @@ I9. A quick slot runs its own queue without the lock.  In a plain run, when the 
     safe: with one worker it waits forever.)  A lock round-trip then serves up to
     ``cap + 1`` tasks, which keeps wide graphs of tiny tasks near the sequential cost.
 
-No code polls or sleeps: a pool thread waits on ``_wake`` only after ``_take`` found nothing
-under the lock, and the caller sets ``caller_waiting`` in that same critical section;
-whoever adds work notifies both while still holding the lock, so no wake-up is lost.  The
-timed waits are the caller's when it is the main thread (below), and, in a run with a
+Nothing polls but the lookout of an alone run (every ``_LOOKOUT_S`` while the caller ends
+tasks alone, or is stuck with tasks ready; :mod:`ftdag._alone`).  A pool thread waits on
+``_wake`` only after ``_take`` found nothing under the lock, and the caller sets
+``caller_waiting`` in that same critical section; whoever adds work to a shared run notifies
+both while still holding the lock, so no wake-up is lost.  The other timed waits are the
+caller's when it is the main thread (below), and, in a run with a
 context, a sleep until the next retry is due (in slices while a cancel token could fire:
 cancelling only sets a flag, which an idle thread must wake to see; running tasks see it
 when they finish).
@@ -154,6 +163,7 @@ from time import perf_counter
 from typing import Any, NamedTuple
 
 from ._admission import Admission
+from ._alone import _LOOKOUT_S, _QUICK_S, CALLED, NO_SLOT, call_lookout, run_alone, share
 from ._arrays import INDEX
 from ._attempt import SaveFailed, attempts
 from ._context import CONTINUE, RETRY_NOW, STOP, RunContext, TaskContext, register_frame, thread_state
@@ -166,7 +176,6 @@ _local = thread_state  # .pool: see current_pool()
 _main_ident = threading.main_thread().ident  # signals reach this thread only
 _SIGINT = int(signal.SIGINT)
 _SIGNAL_SLICE_S = 0.05  # the main thread's wait slice: how late a racing Ctrl-C may be seen
-_QUICK_S = 20e-6  # a task quicker than this, on average over a stretch, is quick (I9)
 
 
 def current_pool() -> ThreadPool | None:
@@ -197,27 +206,30 @@ class _Run(RunState):
 
     __slots__ = (
         "fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals", "ctx",
-        "solo", "plain", "fifo", "direct", "admission",
+        "solo", "plain", "fifo", "direct", "admission", "alone",
     )
 
     def __init__(
         self, plan: Plan, workers: int, cap: int, bound: int, ctx: RunContext | None = None,
         admission: Admission | None = None,
     ) -> None:
-        super().__init__(plan, bound)
-        self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
         template = plan.template
         # Ordered and guarded runs (both have a context), and ranked runs on one slot, queue nothing
         # at the slots and link nothing: every task is taken straight from ``ready`` by a free
         # slot, so it starts in ready order, and is admitted (``admission``, ftdag._admission)
         # only when it is about to run (see ftdag._runstate).
         self.direct = direct_order(template, workers)
+        # Whether _serve finishes a successful task inline (module docstring "Hot path").
+        self.plain = ctx is None and not self.direct
+        # The caller runs it alone until its tasks prove slow or it gets stuck (ftdag._alone);
+        # meanwhile ``ready`` is a plain stack, put in ready order when the run is shared.
+        self.alone = self.plain
+        super().__init__(plan, bound, self.alone)
+        self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
         self.admission = admission
         self.fifo = template.heap  # a slot runs its own queue oldest first: in ready order
         # The solo links (I7): none in a run with a context, or a direct one.
         self.solo = template.links() if ctx is None and not self.direct else _no_links(len(plan.values))
-        # Whether _serve finishes a successful task inline (module docstring "Hot path").
-        self.plain = ctx is None and not self.direct
         self.fns: Sequence[Callable[..., Any] | None] = plan.dag._fns  # by node id; None for a source
         if ctx is not None:  # each task's function wrapped in its attempt: context, timeout, store
             self.fns = attempts(ctx, plan, self.halted)
@@ -310,6 +322,8 @@ class ThreadPool:
         self._idle = 0  # pool threads asleep on _wake
         self._closing = False
         self._crash: BaseException | None = None  # an error in the scheduler itself
+        self._lookout = NO_SLOT  # the pool thread watching an alone run, if any (ftdag._alone, A3)
+        self._progress = 0  # tasks the caller ended alone, over all runs: how the lookout sees it is stuck
         # Slot w's thread, recorded before it is started, so that an interruption between two
         # starts leaves nothing unknown: _start_threads replaces what is not running on the next
         # run, and a replaced thread that started after all exits at once (_work).
@@ -373,9 +387,19 @@ class ThreadPool:
             old, self._run = self._run, run  # an abandoned run is freed below, not under the lock
             if self._crash is not None:  # a thread crashed since run() looked: start nothing
                 self._stop(run)
-            task = self._take(run, c)  # (it dispatches what it leaves ready, waking pool threads for it)
+            if run.alone and not run.stopped:  # the caller takes the first task; nobody is woken for the rest
+                self._progress += 1  # a lookout measures the time the caller is stuck from here
+                task = run.ready.pop()
+                run.in_flight = run.peak_in_flight = 1
+                if run.ready:
+                    call_lookout(self, run)
+            else:
+                run.alone = False
+                task = self._take(run, c)  # (it dispatches what it leaves ready, waking pool threads for it)
             over = task == NO_TASK and self._caller_idle(run)
         del old
+        if run.alone:
+            task, over = run_alone(self, run, task, garbage, ctrl_c)
         while not over:
             if run.interrupted:
                 raise KeyboardInterrupt  # the handler stopped the run; a finalizer swallowed the raise
@@ -518,20 +542,39 @@ class ThreadPool:
 
     def _next(self, w: int) -> tuple[_Run | None, int]:
         """Pool thread ``w``'s next task, sleeping until there is one; ``(None, NO_TASK)`` to exit."""
+        # As the lookout: the caller's progress when this thread last saw it change, when to
+        # look again, and whether the last look found the caller stuck already (ftdag._alone).
+        seen, due, stuck = -1, 0.0, False
         while True:
             run = self._run
-            if run is not None:
+            wait = None
+            watching = False  # as the lookout (ftdag._alone, A3)
+            if self._lookout in (NO_SLOT, CALLED, w):
+                now = perf_counter()
+                if seen != self._progress:  # the caller ended a task alone since the last look: watch on
+                    seen, due, stuck, watching = self._progress, now + _LOOKOUT_S, False, True
+                elif run is not None and run.alone and run.ready:
+                    if now < due:
+                        watching = True
+                    elif not stuck:  # no task ended since the last look: ask once more
+                        due, stuck, watching = now + _LOOKOUT_S, True, True
+                    else:  # stuck for two looks in a row: share the run (A2)
+                        share(self, run)
+                if watching:
+                    wait = due - now
+            if watching:
+                self._lookout = w
+            elif self._lookout in (CALLED, w):
+                self._lookout = NO_SLOT  # nothing to watch, or shared: stand down (A3)
+            if run is not None and not run.alone:
                 task = self._take(run, w)
                 if task != NO_TASK:
                     return run, task
-                run = None  # hold nothing of a run while asleep: it may end meanwhile
-            elif self._closing:
+                if run.ctx is not None:
+                    wait = _idle_wait(run.ctx, -1)  # a retry may be waiting for its time
+            elif run is None and self._closing:
                 return None, NO_TASK
-            wait = None
-            run = self._run
-            if run is not None and run.ctx is not None:
-                wait = _idle_wait(run.ctx, -1)  # a retry may be waiting for its time
-            run = None
+            run = None  # hold nothing of a run while asleep: it may end meanwhile
             self._idle += 1
             if self._watchers:
                 self._changed.notify_all()
