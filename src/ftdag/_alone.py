@@ -11,9 +11,10 @@ It stops being alone (``run.alone = False``, for good) and becomes the shared ru
 rest of :mod:`ftdag._threads` describes, the tasks still ready being dispatched to the
 slots, when either
 
-- its tasks are slow: tasks wait in ``ready`` and, in two stretches in a row (up to
-  ``_WINDOW`` tasks or ``_WINDOW_S`` each), the tasks took over ``_QUICK_S`` each on
-  average.  The caller sees this itself, at a task's end; or
+- its tasks are slow: tasks wait in ``ready`` and, in two stretches in a row (from
+  ``_TICK`` up to ``_WINDOW`` tasks, or ``_WINDOW_S``, each), the tasks took over
+  ``_QUICK_S`` each on average.  The caller sees this itself, at a task's end (it reads the
+  clock every ``_TICK`` tasks ended while others wait); or
 - the caller is stuck: tasks wait in ``ready`` and the caller has not ended a task in two
   looks, ``_LOOKOUT_S`` apart, of the *lookout*: one idle pool thread
   (``ThreadPool._lookout``) that watches.  The caller calls a lookout (one ``notify``)
@@ -34,9 +35,12 @@ as written, and sharing the run only changes who takes tasks next:
 
 A1. While ``run.alone``, only the caller takes tasks, and only from ``ready``: no task is
     queued at a slot and no pool thread runs a task of the run.
-A2. ``run.alone`` only goes from True to False, under ``_lock``, and whoever sets it
-    dispatches the ready tasks in the same critical section (the lookout), or at the end of
-    the caller's current task (the caller), after which the run is shared.
+A2. ``run.alone`` only goes from True to False, under ``_lock``: by :func:`share`, which puts
+    ``ready`` in ready order and dispatches it in the same critical section (the lookout,
+    or the caller when tasks are slow), or by the caller when its task failed or the run
+    stopped (nothing more starts, so nothing is dispatched).  The caller sees a run shared
+    by the lookout at the end of its current task, and records that task as shared
+    (``ThreadPool._finish``).
 A3. ``_lookout`` is ``NO_SLOT``, ``CALLED`` (notified, not yet claimed), or the slot of the
     one pool thread that watches; at most one thread watches.
 """
@@ -59,7 +63,7 @@ _QUICK_S = 20e-6  # tasks quicker than this, on average over a stretch, are quic
 _LOOKOUT_S = 100e-6  # how long the caller may be stuck in a task while tasks wait in ready
 _WINDOW = 64  # a stretch ends after this many tasks, or _WINDOW_S: then the caller asks if they were slow
 _WINDOW_S = 200e-6
-_TICK = 8
+_TICK = 8  # tasks ended with others waiting between two reads of the clock
 
 
 def call_lookout(pool: ThreadPool, run: _Run) -> None:

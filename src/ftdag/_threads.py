@@ -569,6 +569,8 @@ class ThreadPool:
             if run is not None and not run.alone:
                 task = self._take(run, w)
                 if task != NO_TASK:
+                    if self._lookout == w:
+                        self._lookout = NO_SLOT  # busy from now on: the next alone run calls another (A3)
                     return run, task
                 if run.ctx is not None:
                     wait = _idle_wait(run.ctx, -1)  # a retry may be waiting for its time
