@@ -242,18 +242,20 @@ def test_idle_worker_steals_from_a_busy_workers_queue():
         return task
 
     b = ftdag.DagBuilder()
-    b.add_task("parent", [], tracked("parent", wait=True))
+    b.add_task("parent", [], tracked("parent", wait=True))  # the caller's, alone
+    b.add_task("blocker", [], tracked("blocker", wait=True))  # the lookout shares the run and takes it
     b.add_task("c1", ["parent"], tracked("c1", wait=True))  # holds its worker busy
     b.add_task("c2", ["parent"], tracked("c2", wait=False))
     b.add_task("c3", ["parent"], tracked("c3", wait=False))
     dag = b.build()
-    # max_in_flight=3: when parent ends, c1 runs next on the same worker and c2, c3 go to
-    # that worker's own queue, which only the other, idle worker can drain - by stealing.
-    with threads(2, max_in_flight=3, worker_queue_cap=2) as ex:
-        run = Background(ex.run, dag, ["c1", "c2", "c3"])
-        gate.wait_for_arrivals(1, TIMEOUT)
+    # When parent ends, c1 runs next on the same worker and c2, c3 go to that worker's own
+    # queue, which only the other worker can drain, by stealing, once blocker let it go.
+    with threads(2, max_in_flight=4, worker_queue_cap=2) as ex:
+        run = Background(ex.run, dag, ["c1", "c2", "c3", "blocker"])
+        gate.wait_for_arrivals(2, TIMEOUT)  # parent on the caller, blocker on the pool thread
         gate.let_through("parent")
-        gate.wait_for_arrivals(2, TIMEOUT)  # c1 is blocked on its worker
+        gate.wait_for_arrivals(3, TIMEOUT)  # c1 is blocked on its worker
+        gate.let_through("blocker")
         probe.wait_for_ends(["c2", "c3"], TIMEOUT)  # done by the other worker meanwhile
         gate.open()
         res = run.result()
@@ -261,7 +263,7 @@ def test_idle_worker_steals_from_a_busy_workers_queue():
     assert ran_on["c2"] != ran_on["c1"] and ran_on["c3"] != ran_on["c1"]
     assert res.stats.steals >= 2
     assert res.stats.peak_queue_len == 2
-    assert dict(res) == {"c1": "c1", "c2": "c2", "c3": "c3"}
+    assert dict(res) == {"c1": "c1", "c2": "c2", "c3": "c3", "blocker": "blocker"}
 
 
 def test_chain_stays_on_one_worker():

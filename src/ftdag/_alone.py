@@ -74,16 +74,16 @@ def call_lookout(pool: ThreadPool, run: _Run) -> None:
         pool._wake.notify()
 
 
-def share(pool: ThreadPool, run: _Run) -> None:
-    """End ``run``'s alone state (A2): its ready tasks in ready order, dispatched as the caller
-    would have (its own queue first; idle pool threads are woken to take or steal them).
-    With ``_lock`` held."""
+def share(pool: ThreadPool, run: _Run, w: int) -> None:
+    """End ``run``'s alone state (A2): its ready tasks in ready order, dispatched from slot
+    ``w`` (its own queue first: the lookout's, when the caller is stuck; idle pool threads
+    are woken for the rest).  With ``_lock`` held."""
     run.alone = False
     template = run.plan.template
     if template.heap:
         order, rank = template.ranks()
         run.ready = ReadyHeap.start(run.ready, rank, order)
-    pool._dispatch(run, pool._caller_slot)
+    pool._dispatch(run, w)
 
 
 def run_alone(
@@ -181,7 +181,7 @@ def run_alone(
                                 if now - began <= _QUICK_S * count:
                                     slow = False
                                 elif slow:  # two slow stretches in a row (one may be a pause): share (A2)
-                                    share(pool, run)
+                                    share(pool, run, c)
                                 else:
                                     slow = True
                                 began, count = now, 0

@@ -132,6 +132,9 @@ class RunState:
         if template.heap and not stack:
             order, rank = template.ranks()
             self.ready: ReadyStack | ReadyHeap = ReadyHeap.start(plan.initial, rank, order)
+        elif template.heap:  # the initial tasks best first, then depth first
+            order, rank = template.ranks()
+            self.ready = ReadyStack.start(sorted(plan.initial, key=rank.__getitem__))
         else:
             self.ready = ReadyStack.start(plan.initial)
         self.bound = bound  # in_flight never exceeds it

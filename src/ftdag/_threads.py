@@ -559,7 +559,7 @@ class ThreadPool:
                     elif not stuck:  # no task ended since the last look: ask once more
                         due, stuck, watching = now + _LOOKOUT_S, True, True
                     else:  # stuck for two looks in a row: share the run (A2)
-                        share(self, run)
+                        share(self, run, w)
                 if watching:
                     wait = due - now
             if watching:
