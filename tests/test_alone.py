@@ -1,19 +1,23 @@
 """A plain thread run starts alone on the caller (ftdag._alone): what sharing it must keep.
 
-The caller takes the first ready task itself and wakes no one; a pool thread (the lookout)
-shares the run when the caller is stuck in a task while others are ready.  These tests make
-the caller stuck on a task that waits for another ready task: they finish only if the run
-is shared, and the waits have timeouts, so a run that is never shared fails, not hangs.
+The caller runs the tasks in plan order itself and wakes no one; a pool thread (the lookout)
+shares the run when the caller is stuck in a task while another could run, and the caller
+shares it when its tasks are slow.  Most tests here make the caller stuck on a task that
+waits for another task: they finish only if the run is shared, and the waits have timeouts,
+so a run that is never shared fails, not hangs.  The sharing the caller does is forced where
+the tests want it (every stretch counted slow), so that it happens at a known place.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 
 import pytest
-from helpers import TIMEOUT
+from helpers import TIMEOUT, build_dag, evaluate, mix, random_graph
 
 import ftdag
+import ftdag._alone
 
 
 def executor(workers=2):
@@ -123,3 +127,82 @@ def test_one_worker_runs_alone_without_a_lookout():
     with executor(1) as ex:
         res = ex.run(b.build(), list(range(10)))
     assert {i: res[i] for i in range(10)} == {i: 2 * i for i in range(10)}
+
+
+def test_a_run_after_a_run_with_a_context_is_watched_too():
+    """A pool thread that went idle during a run with a context (a shared run, which needs no
+    lookout) does not stay the lookout without watching: the next plain run is watched."""
+    with executor() as ex:
+        b = ftdag.DagBuilder()
+        b.add_source("s", 1)
+        for i in range(8):
+            b.add_task(i, ["s"], lambda x, i=i: x + i)
+        assert ex.run(b.build(), list(range(8)), on_error="keep_going")[7] == 8  # a context
+        dag, threads = waits_for_other()
+        assert ex.run(dag, ["both"])["both"] == 16
+        assert threads["second"] != threads["first"]
+
+
+def test_a_caller_stuck_inside_a_solo_chain_is_shared():
+    """The caller does not take the lock between the links of a solo chain that follow each
+    other in plan order (A1): stuck on the second link, it still counts as running the first,
+    and the lookout shares the run from there."""
+    ran = threading.Event()
+
+    def link(x):
+        if not ran.wait(TIMEOUT):
+            raise TimeoutError("other never ran while the chain waited: the run was not shared")
+        return x + 1
+
+    b = ftdag.DagBuilder()
+    b.add_source("s", 1)
+    b.add_task("c0", ["s"], lambda x: x * 2)
+    b.add_task("c1", ["c0"], link)
+    b.add_task("c2", ["c1"], lambda x: x * 3)
+    b.add_task("other", ["s"], lambda x: ran.set() or x + 100)
+    b.add_task("end", ["c2", "other"], lambda a, c: a + c)
+    dag = b.build()
+    with executor() as ex:
+        for _ in range(3):
+            ran.clear()
+            assert ex.run(dag, ["end"])["end"] == (1 * 2 + 1) * 3 + 101
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sharing_at_any_point_keeps_every_result_and_runs_each_task_once(seed, monkeypatch):
+    """share() rebuilds the shared state (ready tasks, remaining counts, pending) from the
+    caller's position: forced at every stretch (every stretch is slow, a stretch is one task),
+    it shares at the second place where another task could run, wherever that is."""
+    rng = random.Random(seed)
+    graph = random_graph(rng, 120, max_deps=3, window=rng.choice([None, 4]))
+    calls: dict[int, int] = {}
+    lock = threading.Lock()
+
+    def counted(key):
+        def task(*xs):
+            with lock:
+                calls[key] = calls.get(key, 0) + 1
+            return mix(key, *xs)
+        return task
+
+    dag = build_dag(graph, counted, shuffle=random.Random(seed) if seed % 2 else None)
+    expected = evaluate(graph)
+    shared_at: list[int] = []
+    real_share = ftdag._alone.share
+
+    def share(pool, run, w):
+        shared_at.append(run.pos)
+        real_share(pool, run, w)
+
+    monkeypatch.setattr(ftdag._alone, "share", share)
+    monkeypatch.setattr(ftdag._alone, "_QUICK_S", -1.0)
+    monkeypatch.setattr(ftdag._alone, "_WINDOW", 1)
+    monkeypatch.setattr(ftdag._alone, "_TICK", 1)
+    outputs = rng.sample(sorted(graph), 10)
+    with executor() as ex:
+        for _ in range(3):
+            calls.clear()
+            res = ex.run(dag, outputs)
+            assert {k: res[k] for k in outputs} == {k: expected[k] for k in outputs}
+            assert set(calls.values()) <= {1}, calls
+    assert shared_at and all(p > 0 for p in shared_at), shared_at

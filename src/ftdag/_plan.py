@@ -49,13 +49,13 @@ class _Template:
     Everything per node is a flat ``array('i')`` (:mod:`ftdag._arrays`), so a cached plan
     costs a few bytes per node and is read by every worker thread without copying.
 
-    What only the parallel backends use, the ready order and the solo links, is computed on
-    first use (:meth:`ranks`, :meth:`links`): a sequential run of a new request does not pay
-    for them.
+    What only the parallel backends use, the ready order, the solo links and the table of
+    tasks free to start early, is computed on first use (:meth:`ranks`, :meth:`links`,
+    :meth:`free_after`): a sequential run of a new request does not pay for them.
     """
 
     __slots__ = ("dag", "outputs", "tasks", "initial", "executed", "remaining", "consumers", "scheduled", "ordered",
-                 "guarded", "heap", "_rank", "_order", "_solo", "_given", "_lock")
+                 "guarded", "heap", "_rank", "_order", "_solo", "_free_after", "_parallel", "_given", "_lock")
 
     def __init__(self, dag: Dag, output_ids: list[int], given: frozenset[int] = frozenset()) -> None:
         fns = dag._fns
@@ -122,6 +122,8 @@ class _Template:
         self._rank: array | None = None
         self._order: array | None = None
         self._solo: array | None = None
+        self._free_after: array | None = None
+        self._parallel = False  # (with _free_after) some planned task can run beside another
         self._given = given
         self._lock = threading.Lock()
 
@@ -146,6 +148,17 @@ class _Template:
                         if not self._given else array(INDEX, [NO_TASK]) * len(self.remaining)
                     )
         return self._solo
+
+    def free_after(self) -> tuple[array, bool]:
+        """``(free_after, parallel)`` of :func:`free_after` for this plan, computed once:
+        ``parallel`` tells whether any planned task can ever run beside another."""
+        if self._free_after is None:
+            with self._lock:
+                if self._free_after is None:
+                    table = free_after(self.dag, self.tasks)
+                    self._parallel = any(map(int.__lt__, table, self.tasks))
+                    self._free_after = table
+        return self._free_after, self._parallel
 
 
 def _every_sink(dag: Dag, outputs: frozenset[int]) -> bool:
@@ -189,6 +202,32 @@ def ready_order(dag: Dag, tasks: Sequence[int], remaining: array) -> tuple[array
     for place, t in enumerate(order_list):
         rank[t] = place
     return order, rank
+
+
+def free_after(dag: Dag, tasks: Sequence[int]) -> array:
+    """``free_after[p]``: the smallest, over the planned tasks after position ``p`` of
+    ``tasks``, of the id of a task's last task dependency (data or order; -1 for none);
+    ``len(dag)`` for the last position.
+
+    A task's dependencies come before it in ``tasks`` (ids are topological, and ``tasks``
+    ascends), so when ``tasks[:p]`` have finished and ``tasks[p]`` runs, some other task is
+    ready exactly when ``free_after[p] < tasks[p]``: a test in O(1) of whether a run that
+    goes through ``tasks`` in order, one at a time, could use a second thread there
+    (:mod:`ftdag._alone`).
+    """
+    nxt_start, nxt_ids = dag._next_start, dag._next_ids
+    last = array(INDEX, [-1]) * len(dag._fns)  # by node id: its last task dependency
+    for t in tasks:  # ascending: the last t that counts u down is u's last dependency
+        for u in nxt_ids[nxt_start[t]:nxt_start[t + 1]]:
+            last[u] = t
+    table = array(INDEX, bytes(4 * len(tasks)))
+    low = len(last)
+    for p in range(len(tasks) - 1, -1, -1):
+        table[p] = low
+        m = last[tasks[p]]
+        if m < low:
+            low = m
+    return table
 
 
 def solo_links(

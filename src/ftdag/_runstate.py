@@ -123,18 +123,17 @@ class RunState:
     __slots__ = ("plan", "values", "ready", "bound", "in_flight", "pending", "stopped", "error",
                  "peak_in_flight", "peak_queue_len")
 
-    def __init__(self, plan: Plan, bound: int, stack: bool = False) -> None:
-        """``stack``: ``ready`` starts as a :class:`ReadyStack` whatever the plan's order (a
-        thread run that starts alone, where one thread takes every task: ftdag._alone)."""
+    def __init__(self, plan: Plan, bound: int, ready: bool = True) -> None:
+        """``ready=False``: ``ready`` starts empty (a thread run that starts alone, which keeps
+        no ready set until it is shared: ftdag._alone)."""
         self.plan = plan
         self.values = plan.values  # by node id: a source's value, a finished task's result, or None
         template = plan.template
-        if template.heap and not stack:
+        if not ready:
+            self.ready: ReadyStack | ReadyHeap = ReadyStack()
+        elif template.heap:
             order, rank = template.ranks()
-            self.ready: ReadyStack | ReadyHeap = ReadyHeap.start(plan.initial, rank, order)
-        elif template.heap:  # the initial tasks best first, then depth first
-            order, rank = template.ranks()
-            self.ready = ReadyStack.start(sorted(plan.initial, key=rank.__getitem__))
+            self.ready = ReadyHeap.start(plan.initial, rank, order)
         else:
             self.ready = ReadyStack.start(plan.initial)
         self.bound = bound  # in_flight never exceeds it

@@ -11,9 +11,9 @@ any worker until the run is over.  So at most ``max_workers`` tasks run at once,
 caller's included, and a small graph runs on the caller's thread with no wake-up latency.
 
 A plain run starts *alone* (:mod:`ftdag._alone`): the caller runs its tasks one after
-another and wakes no one, until they prove slow or the caller is stuck in a task while
-others are ready; then the run is *shared*, as the rest of this docstring describes.  An
-idle pool thread, the lookout, watches for a stuck caller.
+another in plan order and wakes no one, until they prove slow or the caller is stuck in a
+task while another could run; then the run is *shared*, as the rest of this docstring
+describes.  An idle pool thread, the lookout, watches for a stuck caller.
 
 State
 -----
@@ -38,8 +38,9 @@ bound) is a :class:`ftdag._runstate.RunState`; what follows is the thread backen
 ``_Run.in_flight``  (shared) tasks in some ``queues[w]`` plus tasks running.
 ``_Run.caller_waiting``  the caller sleeps on ``bell``; whoever sets it back to False
                     releases ``bell`` once (:func:`_ring`), so no wake-up is lost or doubled.
-``_Run.alone``      the caller runs the run alone (:mod:`ftdag._alone`, A1-A3): ``ready`` is
-                    then a plain stack and no slot queues a task.
+``_Run.alone``      the caller runs the run alone (:mod:`ftdag._alone`, A1-A3), in plan
+                    order, up to ``_Run.pos``: ``ready`` and ``queues`` stay empty, and
+                    ``in_flight`` is 1, until :func:`ftdag._alone.share` makes them.
 
 Runs with a context (``_Run.ctx``, :mod:`ftdag._context`) call each task through
 :func:`ftdag._attempt.run_attempt` (wrapped into ``_Run.fns``: the hot loop is the same),
@@ -108,7 +109,7 @@ I9. A quick slot runs its own queue without the lock.  In a plain run, when the 
     ``cap + 1`` tasks, which keeps wide graphs of tiny tasks near the sequential cost.
 
 Nothing polls but the lookout of an alone run (every ``_LOOKOUT_S`` while the caller ends
-tasks alone, or is stuck with tasks ready; :mod:`ftdag._alone`).  A pool thread waits on
+tasks alone, or is stuck while another task could run; :mod:`ftdag._alone`).  A pool thread waits on
 ``_wake`` only after ``_take`` found nothing under the lock, and the caller sets
 ``caller_waiting`` in that same critical section; whoever adds work to a shared run notifies
 both while still holding the lock, so no wake-up is lost.  The other timed waits are the
@@ -163,7 +164,7 @@ from time import perf_counter
 from typing import Any, NamedTuple
 
 from ._admission import Admission
-from ._alone import _LOOKOUT_S, _QUICK_S, CALLED, NO_SLOT, call_lookout, run_alone, share
+from ._alone import _LOOKOUT_S, _QUICK_S, CALLED, NO_SLOT, call_lookout, could_share, run_alone, share
 from ._arrays import INDEX
 from ._attempt import SaveFailed, attempts
 from ._context import CONTINUE, RETRY_NOW, STOP, RunContext, TaskContext, register_frame, thread_state
@@ -206,8 +207,10 @@ class _Run(RunState):
 
     __slots__ = (
         "fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals", "ctx",
-        "solo", "plain", "fifo", "direct", "admission", "alone",
+        "solo", "plain", "fifo", "direct", "admission", "alone", "pos", "free_after",
     )
+
+    free_after: array  # alone: Plan.template.free_after(), set when the caller starts the run (ftdag._alone)
 
     def __init__(
         self, plan: Plan, workers: int, cap: int, bound: int, ctx: RunContext | None = None,
@@ -221,19 +224,22 @@ class _Run(RunState):
         self.direct = direct_order(template, workers)
         # Whether _serve finishes a successful task inline (module docstring "Hot path").
         self.plain = ctx is None and not self.direct
-        # The caller runs it alone until its tasks prove slow or it gets stuck (ftdag._alone);
-        # meanwhile ``ready`` is a plain stack, put in ready order when the run is shared.
+        # The caller runs it alone, in plan order, until another task could run beside its own
+        # and its tasks prove slow or it gets stuck (ftdag._alone, A1-A3); meanwhile ``ready``
+        # and ``queues`` stay empty, and ``pos`` says how far it got.
         self.alone = self.plain
-        super().__init__(plan, bound, self.alone)
+        super().__init__(plan, bound, not self.alone)
+        self.pos = 0  # alone: plan.tasks[:pos] have finished (ftdag._alone, A1)
         self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
         self.admission = admission
         self.fifo = template.heap  # a slot runs its own queue oldest first: in ready order
         # The solo links (I7): none in a run with a context, or a direct one.
-        self.solo = template.links() if ctx is None and not self.direct else _no_links(len(plan.values))
+        self.solo = template.links() if self.plain else _no_links(len(plan.values))
         self.fns: Sequence[Callable[..., Any] | None] = plan.dag._fns  # by node id; None for a source
         if ctx is not None:  # each task's function wrapped in its attempt: context, timeout, store
             self.fns = attempts(ctx, plan, self.halted)
-        self.queues: list[deque[int]] = [deque() for _ in range(workers)]  # one per slot, I2
+        # One deque per slot (I2); made by ftdag._alone.share for a run that starts alone.
+        self.queues: list[deque[int]] = [] if self.alone else [deque() for _ in range(workers)]
         self.cap = cap  # I2
         self.done = not self.pending  # nothing more will happen: the caller may return
         self.freeing = 0  # threads freeing values this run dropped (outside the lock, I5)
@@ -323,7 +329,7 @@ class ThreadPool:
         self._closing = False
         self._crash: BaseException | None = None  # an error in the scheduler itself
         self._lookout = NO_SLOT  # the pool thread watching an alone run, if any (ftdag._alone, A3)
-        self._progress = 0  # tasks the caller ended alone, over all runs: how the lookout sees it is stuck
+        self._progress = 0  # runs started alone: with run.pos, how the lookout sees the caller move on
         # Slot w's thread, recorded before it is started, so that an interruption between two
         # starts leaves nothing unknown: _start_threads replaces what is not running on the next
         # run, and a replaced thread that started after all exits at once (_work).
@@ -387,19 +393,20 @@ class ThreadPool:
             old, self._run = self._run, run  # an abandoned run is freed below, not under the lock
             if self._crash is not None:  # a thread crashed since run() looked: start nothing
                 self._stop(run)
-            if run.alone and not run.stopped:  # the caller takes the first task; nobody is woken for the rest
+            if run.alone and not run.stopped:  # the caller runs the tasks in plan order; nobody is woken
                 self._progress += 1  # a lookout measures the time the caller is stuck from here
-                task = run.ready.pop()
                 run.in_flight = run.peak_in_flight = 1
-                if run.ready:
-                    call_lookout(self, run)
+                run.free_after, parallel = run.plan.template.free_after()
+                if parallel:
+                    call_lookout(self)
+                task, over = NO_TASK, False
             else:
                 run.alone = False
                 task = self._take(run, c)  # (it dispatches what it leaves ready, waking pool threads for it)
-            over = task == NO_TASK and self._caller_idle(run)
+                over = task == NO_TASK and self._caller_idle(run)
         del old
         if run.alone:
-            task, over = run_alone(self, run, task, garbage, ctrl_c)
+            task, over = run_alone(self, run, garbage, ctrl_c)
         while not over:
             if run.interrupted:
                 raise KeyboardInterrupt  # the handler stopped the run; a finalizer swallowed the raise
@@ -485,7 +492,7 @@ class ThreadPool:
         run = self._run
         if run is None:
             return PoolState(self.workers, self._idle + 1, 0, 0, (0,) * self.workers, 0, False)
-        queued = tuple(len(q) for q in run.queues)
+        queued = tuple(len(q) for q in run.queues) if run.queues else (0,) * self.workers  # (none while alone)
         idle = self._idle + (1 if run.caller_waiting else 0)
         return PoolState(
             self.workers, idle, run.in_flight, run.in_flight - sum(queued), queued, len(run.ready), run.stopped
@@ -542,18 +549,20 @@ class ThreadPool:
 
     def _next(self, w: int) -> tuple[_Run | None, int]:
         """Pool thread ``w``'s next task, sleeping until there is one; ``(None, NO_TASK)`` to exit."""
-        # As the lookout: the caller's progress when this thread last saw it change, when to
-        # look again, and whether the last look found the caller stuck already (ftdag._alone).
-        seen, due, stuck = -1, 0.0, False
+        # As the lookout: the caller's progress (runs started, position in the run) when this
+        # thread last saw it change, when to look again, and whether the last look found the
+        # caller stuck already (ftdag._alone).
+        seen, due, stuck = (-1, -1), 0.0, False
         while True:
             run = self._run
             wait = None
             watching = False  # as the lookout (ftdag._alone, A3)
-            if self._lookout in (NO_SLOT, CALLED, w):
+            if self._lookout in (NO_SLOT, CALLED, w) and (run is None or run.alone):  # (a shared run needs none)
                 now = perf_counter()
-                if seen != self._progress:  # the caller ended a task alone since the last look: watch on
-                    seen, due, stuck, watching = self._progress, now + _LOOKOUT_S, False, True
-                elif run is not None and run.alone and run.ready:
+                mark = (self._progress, -1 if run is None else run.pos)
+                if mark != seen:  # the caller started a run or ended a task alone since the last look: watch on
+                    seen, due, stuck, watching = mark, now + _LOOKOUT_S, False, True
+                elif run is not None and run.alone and could_share(run):
                     if now < due:
                         watching = True
                     elif not stuck:  # no task ended since the last look: ask once more

@@ -253,7 +253,8 @@ class Executor:
                 if backend == "sequential":
                     counters = _sequential.run_plan(plan)
                 else:
-                    counters = self._pool(backend).run(plan)
+                    pool = self._threads if backend == "threads" and self._threads is not None else self._pool(backend)
+                    counters = pool.run(plan)  # (made once: a closed pool refuses to run)
                 result = self._result(plan, backend, start, counters)
             else:
                 result = run_with_context(self, plan, policy or RunPolicy(self.config.on_error), backend, start, emit)
