@@ -16,13 +16,18 @@ rest of :mod:`ftdag._threads` describes when another task could run beside the c
 (``Plan.template.free_after``: an O(1) test) and either
 
 - its tasks are slow: in two stretches in a row (``_WINDOW`` tasks or ``_WINDOW_S``,
-  whichever ends first; the clock is read every ``_TICK`` tasks) they took over ``_QUICK_S``
-  each on average.  The caller sees this itself, between two tasks, and shares the run; or
+  whichever ends first) even the quickest ``_TICK`` tasks in a row (the clock is read every
+  ``_TICK`` tasks) took over ``_QUICK_S`` each on average.  Quick tasks with a pause among
+  them (the machine did not run the caller for a millisecond) are not slow.  The caller sees
+  this itself, between two tasks, and shares the run; or
 - the caller is stuck: its position has not moved in two looks, ``_LOOKOUT_S`` apart, of the
   *lookout*, one idle pool thread (``ThreadPool._lookout``) that watches.  The caller calls a
   lookout (one ``notify``) when an alone run of a plan with any parallelism starts and none is
-  watching; the lookout wakes every ``_LOOKOUT_S`` while runs make progress or the caller is
-  stuck with a task it could run beside, and stands down otherwise.
+  watching; the lookout looks every ``_LOOKOUT_S`` while runs make progress or the caller is
+  stuck with a task it could run beside, and stands down otherwise.  It looks without the
+  lock (``ThreadPool._look``), so the caller never waits for it, and takes the lock only to
+  share.  A look that comes more than a period late (the whole process was paused) does not
+  count.
 
 Both ask twice, so that a pause of the whole process (a garbage collection stops every
 thread; the machine may not run it for a while) does not pass for slow tasks.  So a task
@@ -70,7 +75,8 @@ _QUICK_S = 20e-6  # tasks quicker than this, on average over a stretch, are quic
 _LOOKOUT_S = 100e-6  # how long the caller may be stuck in a task while another could run
 _WINDOW = 64  # a stretch ends after this many tasks, or _WINDOW_S: then the caller asks if they were slow
 _WINDOW_S = 200e-6
-_TICK = 8  # tasks between two reads of the clock
+_TICK = 8  # records of tasks between two reads of the clock
+_NEVER = float("inf")
 
 
 def call_lookout(pool: ThreadPool) -> None:
@@ -135,21 +141,26 @@ def run_alone(
 
     Values dropped under the lock are freed after it without counting them in ``freeing``
     (I5): only the caller waits for the run to be done, and it frees them before it looks.
+    The loop does what every task needs and nothing else (this interpreter does not
+    specialise bytecode on free-threaded builds: every operation counts); the rest is in
+    :func:`_leave` and behind the clock, read every ``_TICK`` records.
     """
     lock = pool._lock
-    c = pool._caller_slot
     plan = run.plan
     dag = plan.dag
     tasks, consumers = plan.tasks, plan.consumers
     n = len(tasks)
-    fns, values, solo, free_after = run.fns, run.values, run.solo, run.free_after
+    fns, values, solo = run.fns, run.values, run.solo
     start, dep_ids = dag._dep_start, dag._dep_ids
     no_task = NO_TASK
     pos = run.pos
-    began = perf_counter()  # when the current stretch began
+    began = last = perf_counter()  # when the current stretch began, and when the clock was last read
     count = 0  # tasks run in the current stretch
+    read = 0  # ... when the clock was last read
+    tick = _TICK  # records left before the clock is read
+    fastest = _NEVER  # the quickest time per task between two reads of the clock in this stretch
     slow = False  # the last stretch's tasks were slow
-    tick = 0  # tasks since the clock was last read
+    over = False
     while True:
         task = tasks[pos]
         error = None
@@ -169,6 +180,8 @@ def run_alone(
             except BaseException as exc:  # even SystemExit: the run fails with it
                 error, result = exc, None
                 break
+            if solo[task] == no_task:
+                break
             k = pos + solos + 1
             if k == n or solo[task] != tasks[k] or run.stopped:
                 break
@@ -182,78 +195,95 @@ def run_alone(
                         values[d] = None
             solos += 1
             task = tasks[k]
-        count += 1 + solos
-        tick += 1
-        over = False
-        go = False  # the caller runs tasks[pos] next, alone: decided under the lock (A1, A2)
         with lock:
-            if error is None and run.alone and not run.stopped:  # record it (A1)
-                values[task] = result
-                if one != no_task:
-                    left = consumers[one] - 1
-                    consumers[one] = left
+            if error is not None or not run.alone or run.stopped:
+                task, over = _leave(pool, run, task, result, error, solos, garbage)
+                break
+            values[task] = result  # record it (A1)
+            if one != no_task:
+                left = consumers[one] - 1
+                consumers[one] = left
+                if not left:
+                    garbage.append(values[one])
+                    values[one] = None
+            else:
+                for d in dep_ids[a:b]:
+                    left = consumers[d] - 1
+                    consumers[d] = left
                     if not left:
-                        garbage.append(values[one])
-                        values[one] = None
-                else:
-                    for d in dep_ids[a:b]:
-                        left = consumers[d] - 1
-                        consumers[d] = left
-                        if not left:
-                            garbage.append(values[d])
-                            values[d] = None
-                pos += 1 + solos
-                run.pos = pos
-                task = no_task
-                if pos == n:  # the run is over: done, as _check_done and _caller_idle would find
-                    run.alone = False
-                    run.pending = run.in_flight = 0
-                    run.done = over = True
-                    pool._end(run)
-                else:
-                    go = True
-                    if tick >= _TICK:  # (the clock is read every _TICK tasks)
-                        tick = 0
-                        now = perf_counter()
-                        if count >= _WINDOW or now - began >= _WINDOW_S:  # a stretch ends
-                            if now - began <= _QUICK_S * count:
-                                slow = False
-                            elif not slow:
-                                slow = True
-                            elif free_after[pos] < tasks[pos]:  # two slow stretches in a row (one may be a pause)
-                                share(pool, run, c)  # (A2); tasks[pos] runs next here, as a shared task
-                                task = tasks[pos]
-                                go = False
-                            began, count = now, 0
-            elif run.alone:  # failed or stopped while alone (A2): nothing else runs, nothing more starts
+                        garbage.append(values[d])
+                        values[d] = None
+            pos += 1 + solos
+            run.pos = pos
+            if pos == n:  # the run is over: done, as _check_done and _caller_idle would find
                 run.alone = False
-                if error is not None:
-                    if run.error is None:
-                        run.error = (task, error)
-                    pool._stop(run)
-                else:
-                    garbage.append(result)  # a result nobody will read
-                run.in_flight = 0
-                pool._check_done(run)
-                over = pool._caller_idle(run)
+                run.pending = run.in_flight = 0
+                run.done = over = True
+                pool._end(run)
                 task = no_task
-            else:  # shared by the lookout while it ran (A2): the shared model's _finish records it
-                task = pool._finish(run, c, task, result, error, solos, garbage)
-                if task == no_task:
-                    task = pool._take(run, c)
-                if garbage:
-                    run.freeing -= 1  # _finish counted them; this thread frees them before it looks (below)
-                elif task == no_task:
-                    over = pool._caller_idle(run)
+                break
         result = None
         if garbage:  # freed here, outside the lock (I5)
             garbage.clear()
-            if not go and not over and task == no_task:
-                with lock:
-                    pool._check_done(run)
-                    over = pool._caller_idle(run)
-        if not go:
-            return task, over
+        count += 1 + solos
+        tick -= 1
+        if not tick:  # read the clock: are the tasks slow?
+            tick = _TICK
+            now = perf_counter()
+            per = (now - last) / (count - read)
+            if per < fastest:
+                fastest = per
+            last, read = now, count
+            if count >= _WINDOW or now - began >= _WINDOW_S:  # a stretch ends
+                if fastest <= _QUICK_S:
+                    slow = False
+                elif not slow:
+                    slow = True
+                elif run.free_after[pos] < tasks[pos]:  # two slow stretches in a row (one may be a pause)
+                    with lock:
+                        if run.alone and not run.stopped:
+                            share(pool, run, pool._caller_slot)  # (A2)
+                            return tasks[pos], False  # it runs next here, as a shared task
+                    # (Else shared by the lookout meanwhile, with tasks[pos] the caller's, or stopped:
+                    # the loop runs it and _leave records it.)
+                began, count, read, fastest = now, 0, 0, _NEVER
+    result = None
+    if garbage:  # freed here, outside the lock (I5)
+        garbage.clear()
+        if task == no_task and not over:
+            with lock:
+                pool._check_done(run)
+                over = pool._caller_idle(run)
+    return task, over
+
+
+def _leave(
+    pool: ThreadPool, run: _Run, task: int, result: object, error: BaseException | None, solos: int,
+    garbage: list[Any],
+) -> tuple[int, bool]:
+    """The caller's ``task`` (after ``solos`` solo links) ended and it cannot go on alone: the
+    task failed or the run stopped while alone, or the lookout shared the run while it ran
+    (A2).  Returns ``(task, over)`` as :func:`run_alone` does.  With ``_lock`` held."""
+    if run.alone:  # failed or stopped while alone (A2): nothing else runs, nothing more starts
+        run.alone = False
+        if error is not None:
+            if run.error is None:
+                run.error = (task, error)
+            pool._stop(run)
+        else:
+            garbage.append(result)  # a result nobody will read
+        run.in_flight = 0
+        pool._check_done(run)
+        return NO_TASK, pool._caller_idle(run)
+    # Shared by the lookout while it ran (A2): the shared model's _finish records it.
+    c = pool._caller_slot
+    task = pool._finish(run, c, task, result, error, solos, garbage)
+    if task == NO_TASK:
+        task = pool._take(run, c)
+    if garbage:
+        run.freeing -= 1  # _finish counted them; the caller frees them before it looks (run_alone)
+        return task, False
+    return task, task == NO_TASK and pool._caller_idle(run)
 
 
 def _read_frame(frame: Any) -> TaskContext:

@@ -207,10 +207,11 @@ class _Run(RunState):
 
     __slots__ = (
         "fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals", "ctx",
-        "solo", "plain", "fifo", "direct", "admission", "alone", "pos", "free_after",
+        "solo", "plain", "fifo", "direct", "admission", "alone", "pos", "free_after", "parallel",
     )
 
-    free_after: array  # alone: Plan.template.free_after(), set when the caller starts the run (ftdag._alone)
+    free_after: array  # alone: Plan.template.free_after() (ftdag._alone)
+    parallel: bool  # alone: whether any planned task can run beside another
 
     def __init__(
         self, plan: Plan, workers: int, cap: int, bound: int, ctx: RunContext | None = None,
@@ -230,6 +231,8 @@ class _Run(RunState):
         self.alone = self.plain
         super().__init__(plan, bound, not self.alone)
         self.pos = 0  # alone: plan.tasks[:pos] have finished (ftdag._alone, A1)
+        if self.alone:  # (set before the run is published: the lookout reads it without the lock)
+            self.free_after, self.parallel = template.free_after()
         self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
         self.admission = admission
         self.fifo = template.heap  # a slot runs its own queue oldest first: in ready order
@@ -396,8 +399,7 @@ class ThreadPool:
             if run.alone and not run.stopped:  # the caller runs the tasks in plan order; nobody is woken
                 self._progress += 1  # a lookout measures the time the caller is stuck from here
                 run.in_flight = run.peak_in_flight = 1
-                run.free_after, parallel = run.plan.template.free_after()
-                if parallel:
+                if run.parallel:
                     call_lookout(self)
                 task, over = NO_TASK, False
             else:
@@ -549,48 +551,79 @@ class ThreadPool:
 
     def _next(self, w: int) -> tuple[_Run | None, int]:
         """Pool thread ``w``'s next task, sleeping until there is one; ``(None, NO_TASK)`` to exit."""
-        # As the lookout: the caller's progress (runs started, position in the run) when this
-        # thread last saw it change, when to look again, and whether the last look found the
-        # caller stuck already (ftdag._alone).
-        seen, due, stuck = (-1, -1), 0.0, False
+        seen = (-1, -1)  # as the lookout: the caller's progress (runs started, position) last seen
         while True:
             run = self._run
-            wait = None
-            watching = False  # as the lookout (ftdag._alone, A3)
-            if self._lookout in (NO_SLOT, CALLED, w) and (run is None or run.alone):  # (a shared run needs none)
-                now = perf_counter()
+            if self._lookout in (NO_SLOT, CALLED) and (run.alone if run is not None else not self._closing):
                 mark = (self._progress, -1 if run is None else run.pos)
-                if mark != seen:  # the caller started a run or ended a task alone since the last look: watch on
-                    seen, due, stuck, watching = mark, now + _LOOKOUT_S, False, True
-                elif run is not None and run.alone and could_share(run):
-                    if now < due:
-                        watching = True
-                    elif not stuck:  # no task ended since the last look: ask once more
-                        due, stuck, watching = now + _LOOKOUT_S, True, True
-                    else:  # stuck for two looks in a row: share the run (A2)
-                        share(self, run, w)
-                if watching:
-                    wait = due - now
-            if watching:
-                self._lookout = w
-            elif self._lookout in (CALLED, w):
-                self._lookout = NO_SLOT  # nothing to watch, or shared: stand down (A3)
+                if mark != seen or (run is not None and could_share(run)):  # something to watch (A3)
+                    run = None
+                    seen = self._look(w, mark)
+                    continue
+            if self._lookout == CALLED:
+                self._lookout = NO_SLOT  # nothing to watch: the next alone run calls again (A3)
             if run is not None and not run.alone:
                 task = self._take(run, w)
                 if task != NO_TASK:
-                    if self._lookout == w:
-                        self._lookout = NO_SLOT  # busy from now on: the next alone run calls another (A3)
                     return run, task
-                if run.ctx is not None:
-                    wait = _idle_wait(run.ctx, -1)  # a retry may be waiting for its time
+                wait = _idle_wait(run.ctx, -1) if run.ctx is not None else None  # a retry may be due later
             elif run is None and self._closing:
                 return None, NO_TASK
+            else:
+                wait = None
             run = None  # hold nothing of a run while asleep: it may end meanwhile
             self._idle += 1
             if self._watchers:
                 self._changed.notify_all()
             self._wake.wait(None if wait is None or wait < 0 else wait)
             self._idle -= 1
+
+    def _look(self, w: int, seen: tuple[int, int]) -> tuple[int, int]:
+        """Watch as the lookout (ftdag._alone, A3): look at the caller's progress every
+        ``_LOOKOUT_S``, *without* the lock (a look under it would make the caller wait for
+        it, and sleep, every time they met), while runs make progress or the caller runs
+        alone a task that another could run beside; share its run when it is stuck for two
+        looks in a row (A2).  Returns the progress last seen.  With ``_lock`` held, which it
+        releases while it watches; counted idle meanwhile.
+        """
+        self._lookout = w
+        self._idle += 1
+        if self._watchers:
+            self._changed.notify_all()
+        lock = self._lock
+        lock.release()
+        stuck = False  # the last look found no progress
+        share_it = False
+        try:
+            due = perf_counter() + _LOOKOUT_S
+            while True:
+                time.sleep(_LOOKOUT_S)
+                now = perf_counter()
+                run = self._run
+                mark = (self._progress, -1 if run is None else run.pos)
+                if (run is not None and not run.alone) or (run is None and self._closing):
+                    break  # (shared, or a run that needs no lookout: work to take; or closed)
+                if mark != seen:  # the caller started a run or ended a task since the last look
+                    seen, stuck = mark, False
+                elif run is None or not could_share(run):
+                    break  # nothing moved, nothing to watch: stand down
+                elif now - due > _LOOKOUT_S:  # this thread overslept: the whole process was paused
+                    stuck = False  # (a collection stops every thread)
+                elif stuck:  # stuck for two looks in a row
+                    share_it = True
+                    break
+                else:
+                    stuck = True
+                run = None
+                due = now + _LOOKOUT_S
+        finally:
+            lock.acquire()
+            self._idle -= 1
+            self._lookout = NO_SLOT
+        run = self._run
+        if share_it and run is not None and run.alone and (self._progress, run.pos) == seen and could_share(run):
+            share(self, run, w)  # (A2), its ready tasks to this slot first
+        return seen
 
     def _serve(
         self, w: int, run: _Run, task: int, garbage: list[Any], ctrl_c: tuple[type[BaseException], ...], caller: bool,
