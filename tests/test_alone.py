@@ -168,11 +168,13 @@ def test_a_caller_stuck_inside_a_solo_chain_is_shared():
             assert ex.run(dag, ["end"])["end"] == (1 * 2 + 1) * 3 + 101
 
 
+@pytest.mark.parametrize("window", [1, 40])
 @pytest.mark.parametrize("seed", range(6))
-def test_sharing_at_any_point_keeps_every_result_and_runs_each_task_once(seed, monkeypatch):
+def test_sharing_at_any_point_keeps_every_result_and_runs_each_task_once(seed, window, monkeypatch):
     """share() rebuilds the shared state (ready tasks, remaining counts, pending) from the
-    caller's position: forced at every stretch (every stretch is slow, a stretch is one task),
-    it shares at the second place where another task could run, wherever that is."""
+    caller's position, counting from the finished tasks early in a run and from the
+    unfinished ones late in it: forced (every stretch is slow, a stretch is ``window``
+    tasks), it shares after two stretches, at the first place where another task could run."""
     rng = random.Random(seed)
     graph = random_graph(rng, 120, max_deps=3, window=rng.choice([None, 4]))
     calls: dict[int, int] = {}
@@ -196,13 +198,52 @@ def test_sharing_at_any_point_keeps_every_result_and_runs_each_task_once(seed, m
 
     monkeypatch.setattr(ftdag._alone, "share", share)
     monkeypatch.setattr(ftdag._alone, "_QUICK_S", -1.0)
-    monkeypatch.setattr(ftdag._alone, "_WINDOW", 1)
+    monkeypatch.setattr(ftdag._alone, "_WINDOW", window)
+    monkeypatch.setattr(ftdag._alone, "_WINDOW_S", 1e9)
     monkeypatch.setattr(ftdag._alone, "_TICK", 1)
-    outputs = rng.sample(sorted(graph), 10)
+    outputs = rng.sample(sorted(graph), 10) if window == 1 else sorted(graph)  # (a part, or all)
     with executor() as ex:
         for _ in range(3):
             calls.clear()
             res = ex.run(dag, outputs)
             assert {k: res[k] for k in outputs} == {k: expected[k] for k in outputs}
             assert set(calls.values()) <= {1}, calls
+    n_tasks = sum(deps is not None for deps in graph.values())
     assert shared_at and all(p > 0 for p in shared_at), shared_at
+    if window > 1:  # past half the tasks: share() counts from the unfinished ones
+        assert all(n_tasks / 2 < p < n_tasks for p in shared_at), (shared_at, n_tasks)
+
+
+def test_a_late_share_keeps_the_stuck_tasks_dependents_waiting():
+    """Shared past half its tasks, the run counts each unfinished task's unfinished inputs
+    afresh: the task the caller is stuck in counts as one, so its dependent (the best task
+    by critical path) waits for it, while a task that does not depend on it runs."""
+    ran = threading.Event()
+    seen = []
+
+    def stuck(x):
+        if not ran.wait(TIMEOUT):
+            raise TimeoutError("other never ran while x waited: the run was not shared")
+        return x * 2
+
+    b = ftdag.DagBuilder()
+    b.add_source("s", 1)
+    prev = "s"
+    for i in range(80):  # quick tasks first: x comes past half the plan
+        b.add_task(f"q{i}", [prev], lambda v: v + 1)
+        prev = f"q{i}"
+    b.add_task("x", [prev], stuck)
+    b.add_task("y", ["x"], lambda v: seen.append(v) or v)
+    prev = "y"
+    for i in range(10):  # a long tail: y ranks first among the tasks that are not x
+        b.add_task(f"z{i}", [prev], lambda v: v + 1)
+        prev = f"z{i}"
+    b.add_task("other", ["s"], lambda v: ran.set() or v)
+    b.add_task("end", [prev, "other", "q79"], lambda a, c, q: a + c + q)  # (q79 -> x is no solo link)
+    dag = b.build()
+    with executor() as ex:
+        for _ in range(3):
+            ran.clear()
+            seen.clear()
+            assert ex.run(dag, ["end"])["end"] == 81 * 2 + 10 + 1 + 81
+            assert seen == [162]

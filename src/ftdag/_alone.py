@@ -20,19 +20,22 @@ rest of :mod:`ftdag._threads` describes when another task could run beside the c
   ``_TICK`` tasks) took over ``_QUICK_S`` each on average.  Quick tasks with a pause among
   them (the machine did not run the caller for a millisecond) are not slow.  The caller sees
   this itself, between two tasks, and shares the run; or
-- the caller is stuck: its position has not moved in two looks, ``_LOOKOUT_S`` apart, of the
-  *lookout*, one idle pool thread (``ThreadPool._lookout``) that watches.  The caller calls a
+- the caller is stuck: its position has not moved in ``_STUCK_LOOKS`` looks in a row,
+  ``_LOOKOUT_S`` apart (about a millisecond: this machine does not run a thread for a few
+  hundred microseconds now and then, and a wrong share costs a large run its fast path), of
+  the *lookout*, one idle pool thread (``ThreadPool._lookout``) that watches.  The caller calls a
   lookout (one ``notify``) when an alone run of a plan with any parallelism starts and none is
   watching; the lookout looks every ``_LOOKOUT_S`` while runs make progress or the caller is
   stuck with a task it could run beside, and stands down otherwise.  It looks without the
   lock (``ThreadPool._look``), so the caller never waits for it, and takes the lock only to
-  share.  A look that comes more than a period late (the whole process was paused) does not
-  count.
+  share.  A look that comes more than a period late (the whole process was paused) or after
+  a garbage collection (which stops every thread, and may keep the caller busy longer) does
+  not count.
 
-Both ask twice, so that a pause of the whole process (a garbage collection stops every
-thread; the machine may not run it for a while) does not pass for slow tasks.  So a task
-that could run waits about ``2 * _LOOKOUT_S`` at most for a free slot while the caller is
-stuck, and a graph of quick tasks runs on the caller at the sequential cost plus one
+Both ask more than once, so that a pause of the whole process (a garbage collection stops
+every thread; the machine may not run it for a while) does not pass for slow tasks.  So a
+task that could run waits about ``_STUCK_LOOKS * _LOOKOUT_S`` at most for a free slot while
+the caller is stuck, and a graph of quick tasks runs on the caller at the sequential cost plus one
 uncontended lock round-trip per task (none between the tasks of a solo chain that follow
 each other in plan order).
 
@@ -72,7 +75,8 @@ if TYPE_CHECKING:
 NO_SLOT = -1  # ThreadPool._lookout: no thread watches the run
 CALLED = -2  # ThreadPool._lookout: a pool thread was notified to watch, and none has claimed it yet
 _QUICK_S = 20e-6  # tasks quicker than this, on average over a stretch, are quick (also I9)
-_LOOKOUT_S = 100e-6  # how long the caller may be stuck in a task while another could run
+_LOOKOUT_S = 250e-6  # the lookout's period
+_STUCK_LOOKS = 4  # looks in a row without progress that make the caller stuck
 _WINDOW = 64  # a stretch ends after this many tasks, or _WINDOW_S: then the caller asks if they were slow
 _WINDOW_S = 200e-6
 _TICK = 8  # records of tasks between two reads of the clock
@@ -100,8 +104,10 @@ def share(pool: ThreadPool, run: _Run, w: int) -> None:
     (its own queue first: the lookout's, when the caller is stuck; idle pool threads are
     woken for the rest).  With ``_lock`` held.
 
-    It counts down, for each finished task, its dependents' ``remaining`` (what the caller
-    skipped while alone), so it costs O(edges out of ``plan.tasks[:pos]``) once.
+    The caller kept no ``remaining`` counts while alone.  Before half the tasks have run,
+    this counts down, for each finished task, its dependents' (the plan's counts are those of
+    the start); after, it counts each unfinished task's unfinished dependencies afresh.  So
+    it costs O(edges) of the smaller part, once.
     """
     run.alone = False
     plan = run.plan
@@ -109,13 +115,29 @@ def share(pool: ThreadPool, run: _Run, w: int) -> None:
     tasks, remaining = plan.tasks, plan.remaining
     pos = run.pos
     current = tasks[pos]  # running on the caller (or about to be): not ready, not finished
-    nxt_start, nxt_ids = dag._next_start, dag._next_ids
-    ready = [t for t in plan.initial if t > current]
-    for t in tasks[:pos]:
-        for u in nxt_ids[nxt_start[t]:nxt_start[t + 1]]:
-            left = remaining[u] - 1
+    if pos < len(tasks) - pos:
+        nxt_start, nxt_ids = dag._next_start, dag._next_ids
+        ready = [t for t in plan.initial if t > current]
+        for t in tasks[:pos]:
+            for u in nxt_ids[nxt_start[t]:nxt_start[t + 1]]:
+                left = remaining[u] - 1
+                remaining[u] = left
+                if not left and u > current:  # (u < current has finished already)
+                    ready.append(u)
+    else:  # a task is unfinished exactly when its id is current's or larger (ids ascend in tasks)
+        fns, start, dep_ids, after = dag._fns, dag._dep_start, dag._dep_ids, dag._after
+        ready = []
+        for u in tasks[pos + 1:]:
+            left = 0
+            for d in dep_ids[start[u]:start[u + 1]]:  # (with repeats, as remaining counts them)
+                if d >= current and fns[d] is not None:
+                    left += 1
+            if after is not None:
+                for d in after[u]:
+                    if d >= current and fns[d] is not None:
+                        left += 1
             remaining[u] = left
-            if not left and u > current:  # (u < current has finished already)
+            if not left:
                 ready.append(u)
     run.pending = len(tasks) - pos
     run.in_flight = 1

@@ -154,6 +154,7 @@ task of this pool it only marks the pool closing, and the threads exit once the 
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # signal's C functions: signal.signal() converts enums, 5x the cost
+import gc
 import signal
 import threading
 import time
@@ -164,7 +165,7 @@ from time import perf_counter
 from typing import Any, NamedTuple
 
 from ._admission import Admission
-from ._alone import _LOOKOUT_S, _QUICK_S, CALLED, NO_SLOT, call_lookout, could_share, run_alone, share
+from ._alone import _LOOKOUT_S, _QUICK_S, _STUCK_LOOKS, CALLED, NO_SLOT, call_lookout, could_share, run_alone, share
 from ._arrays import INDEX
 from ._attempt import SaveFailed, attempts
 from ._context import CONTINUE, RETRY_NOW, STOP, RunContext, TaskContext, register_frame, thread_state
@@ -582,8 +583,8 @@ class ThreadPool:
         """Watch as the lookout (ftdag._alone, A3): look at the caller's progress every
         ``_LOOKOUT_S``, *without* the lock (a look under it would make the caller wait for
         it, and sleep, every time they met), while runs make progress or the caller runs
-        alone a task that another could run beside; share its run when it is stuck for two
-        looks in a row (A2).  Returns the progress last seen.  With ``_lock`` held, which it
+        alone a task that another could run beside; share its run when it is stuck for
+        ``_STUCK_LOOKS`` looks in a row (A2).  Returns the progress last seen.  With ``_lock`` held, which it
         releases while it watches; counted idle meanwhile.
         """
         self._lookout = w
@@ -592,30 +593,33 @@ class ThreadPool:
             self._changed.notify_all()
         lock = self._lock
         lock.release()
-        stuck = False  # the last look found no progress
+        stuck = 0  # looks in a row that found no progress
         share_it = False
+        seen_collections = _collections()
         try:
             due = perf_counter() + _LOOKOUT_S
             while True:
                 time.sleep(_LOOKOUT_S)
-                now = perf_counter()
                 run = self._run
                 mark = (self._progress, -1 if run is None else run.pos)
+                collections = _collections()
+                now = perf_counter()  # (after the look: a pause of the process during it makes it late)
                 if (run is not None and not run.alone) or (run is None and self._closing):
                     break  # (shared, or a run that needs no lookout: work to take; or closed)
                 if mark != seen:  # the caller started a run or ended a task since the last look
-                    seen, stuck = mark, False
+                    seen, stuck = mark, 0
                 elif run is None or not could_share(run):
                     break  # nothing moved, nothing to watch: stand down
-                elif now - due > _LOOKOUT_S:  # this thread overslept: the whole process was paused
-                    stuck = False  # (a collection stops every thread)
-                elif stuck:  # stuck for two looks in a row
-                    share_it = True
-                    break
+                elif now - due > _LOOKOUT_S or collections != seen_collections:
+                    stuck = 0  # the whole process was paused (this look came late) or collected garbage
                 else:
-                    stuck = True
+                    stuck += 1
+                    if stuck >= _STUCK_LOOKS:
+                        share_it = True
+                        break
                 run = None
                 due = now + _LOOKOUT_S
+                seen_collections = collections
         finally:
             lock.acquire()
             self._idle -= 1
@@ -993,6 +997,12 @@ class ThreadPool:
             run.ctx.drop_timers()
         if run.admission is not None:
             run.admission.blocked.clear()
+
+
+def _collections() -> int:
+    """How many garbage collections of the youngest generation this process made (each
+    stops every thread; the one that runs it may take milliseconds more)."""
+    return gc.get_stats()[0]["collections"]
 
 
 def _no_links(n: int) -> array:
