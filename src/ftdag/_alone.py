@@ -74,7 +74,7 @@ if TYPE_CHECKING:
 
 NO_SLOT = -1  # ThreadPool._lookout: no thread watches the run
 CALLED = -2  # ThreadPool._lookout: a pool thread was notified to watch, and none has claimed it yet
-_QUICK_S = 20e-6  # tasks quicker than this, on average over a stretch, are quick (also I9)
+_QUICK_S = 20e-6  # tasks quicker than this on average (over _TICK of them here; a critical section in I9) are quick
 _LOOKOUT_S = 250e-6  # the lookout's period
 _STUCK_LOOKS = 4  # looks in a row without progress that make the caller stuck
 _WINDOW = 64  # a stretch ends after this many tasks, or _WINDOW_S: then the caller asks if they were slow
@@ -172,7 +172,7 @@ def run_alone(
     dag = plan.dag
     tasks, consumers = plan.tasks, plan.consumers
     n = len(tasks)
-    fns, values, solo = run.fns, run.values, run.solo
+    fns, values, steps = run.fns, run.values, run.steps
     start, dep_ids = dag._dep_start, dag._dep_ids
     no_task = NO_TASK
     pos = run.pos
@@ -184,9 +184,9 @@ def run_alone(
     slow = False  # the last stretch's tasks were slow
     over = False
     while True:
-        task = tasks[pos]
+        p = pos  # the position of task
+        task = tasks[p]
         error = None
-        solos = 0
         while True:  # the task, then the solo links (I7) that come next in plan order
             a = start[task]
             b = start[task + 1]
@@ -202,10 +202,7 @@ def run_alone(
             except BaseException as exc:  # even SystemExit: the run fails with it
                 error, result = exc, None
                 break
-            if solo[task] == no_task:
-                break
-            k = pos + solos + 1
-            if k == n or solo[task] != tasks[k] or run.stopped:
+            if not steps[p] or run.stopped:
                 break
             values[task] = result  # a solo link: nobody else reads or writes these (I7)
             if one != no_task:
@@ -215,8 +212,9 @@ def run_alone(
                 for d in dep_ids[a:b]:
                     if fns[d] is not None:
                         values[d] = None
-            solos += 1
-            task = tasks[k]
+            p += 1
+            task = tasks[p]
+        solos = p - pos
         with lock:
             if error is not None or not run.alone or run.stopped:
                 task, over = _leave(pool, run, task, result, error, solos, garbage)

@@ -55,7 +55,7 @@ class _Template:
     """
 
     __slots__ = ("dag", "outputs", "tasks", "initial", "executed", "remaining", "consumers", "scheduled", "ordered",
-                 "guarded", "heap", "_rank", "_order", "_solo", "_free_after", "_parallel", "_given", "_lock")
+                 "guarded", "heap", "_rank", "_order", "_solo", "_free_after", "_parallel", "_steps", "_given", "_lock")
 
     def __init__(self, dag: Dag, output_ids: list[int], given: frozenset[int] = frozenset()) -> None:
         fns = dag._fns
@@ -124,6 +124,7 @@ class _Template:
         self._solo: array | None = None
         self._free_after: array | None = None
         self._parallel = False  # (with _free_after) some planned task can run beside another
+        self._steps: bytes | None = None  # (with _free_after) solo links from a task to the next in order
         self._given = given
         self._lock = threading.Lock()
 
@@ -149,16 +150,21 @@ class _Template:
                     )
         return self._solo
 
-    def free_after(self) -> tuple[array, bool]:
-        """``(free_after, parallel)`` of :func:`free_after` for this plan, computed once:
-        ``parallel`` tells whether any planned task can ever run beside another."""
+    def free_after(self) -> tuple[array, bool, bytes]:
+        """``(free_after, parallel, steps)`` for a run that goes through ``tasks`` in order
+        (:mod:`ftdag._alone`), computed once: ``free_after`` of :func:`free_after`;
+        ``parallel``, whether any planned task can ever run beside another; ``steps[p]``, 1
+        when ``tasks[p] -> tasks[p + 1]`` is a solo link (:meth:`links`), else 0."""
         if self._free_after is None:
+            solo = self.links()
             with self._lock:
                 if self._free_after is None:
-                    table = free_after(self.dag, self.tasks)
-                    self._parallel = any(map(int.__lt__, table, self.tasks))
+                    tasks = self.tasks
+                    table = free_after(self.dag, tasks)
+                    self._parallel = any(map(int.__lt__, table, tasks))
+                    self._steps = bytes(map(int.__eq__, map(solo.__getitem__, tasks[:-1]), tasks[1:])) + b"\0"
                     self._free_after = table
-        return self._free_after, self._parallel
+        return self._free_after, self._parallel, self._steps  # type: ignore[return-value]
 
 
 def _every_sink(dag: Dag, outputs: frozenset[int]) -> bool:
