@@ -13,7 +13,8 @@ runs next, or is running.  The ready set and the remaining-dependency counts are
 
 It stops being alone (``run.alone = False``, for good) and becomes the shared run that the
 rest of :mod:`ftdag._threads` describes when another task could run beside the caller's
-(``Plan.template.free_after``: an O(1) test) and either
+(``Plan.template.free_after``: an O(1) test, on a table made once per plan by the first
+that asks, the lookout or a caller with slow tasks) and either
 
 - its tasks are slow: in two stretches in a row (``_WINDOW`` tasks or ``_WINDOW_S``,
   whichever ends first) even the quickest ``_TICK`` tasks in a row (the clock is read every
@@ -24,8 +25,8 @@ rest of :mod:`ftdag._threads` describes when another task could run beside the c
   ``_LOOKOUT_S`` apart (about a millisecond: this machine does not run a thread for a few
   hundred microseconds now and then, and a wrong share costs a large run its fast path), of
   the *lookout*, one idle pool thread (``ThreadPool._lookout``) that watches.  The caller calls a
-  lookout (one ``notify``) when an alone run of a plan with any parallelism starts and none is
-  watching; the lookout looks every ``_LOOKOUT_S`` while runs make progress or the caller is
+  lookout (one ``notify``) when an alone run of a plan that is not one chain starts and none
+  is watching; the lookout looks every ``_LOOKOUT_S`` while runs make progress or the caller is
   stuck with a task it could run beside, and stands down otherwise.  It looks without the
   lock (``ThreadPool._look``), so the caller never waits for it, and takes the lock only to
   share.  A look that comes more than a period late (the whole process was paused) or after
@@ -95,7 +96,7 @@ def could_share(run: _Run) -> bool:
     """Whether another task could run beside ``plan.tasks[run.pos]`` (see the module docstring)."""
     pos = run.pos
     tasks = run.plan.tasks
-    return pos < len(tasks) and run.free_after[pos] < tasks[pos]
+    return pos < len(tasks) and run.plan.template.free_after()[pos] < tasks[pos]
 
 
 def share(pool: ThreadPool, run: _Run, w: int) -> None:
@@ -259,7 +260,7 @@ def run_alone(
                     slow = False
                 elif not slow:
                     slow = True
-                elif run.free_after[pos] < tasks[pos]:  # two slow stretches in a row (one may be a pause)
+                elif run.plan.template.free_after()[pos] < tasks[pos]:  # two slow stretches in a row
                     with lock:
                         if run.alone and not run.stopped:
                             share(pool, run, pool._caller_slot)  # (A2)

@@ -51,7 +51,7 @@ class _Template:
 
     What only the parallel backends use, the ready order, the solo links and the table of
     tasks free to start early, is computed on first use (:meth:`ranks`, :meth:`links`,
-    :meth:`free_after`): a sequential run of a new request does not pay for them.
+    :meth:`free_after`, :meth:`steps`): a sequential run of a new request does not pay for them.
     """
 
     __slots__ = ("dag", "outputs", "tasks", "initial", "executed", "remaining", "consumers", "scheduled", "ordered",
@@ -123,8 +123,8 @@ class _Template:
         self._order: array | None = None
         self._solo: array | None = None
         self._free_after: array | None = None
-        self._parallel = False  # (with _free_after) some planned task can run beside another
-        self._steps: bytes | None = None  # (with _free_after) solo links from a task to the next in order
+        self._steps: bytes | None = None  # solo links from a task to the next in order (steps())
+        self._parallel = True  # (with _steps) not one chain
         self._given = given
         self._lock = threading.Lock()
 
@@ -150,21 +150,30 @@ class _Template:
                     )
         return self._solo
 
-    def free_after(self) -> tuple[array, bool, bytes]:
-        """``(free_after, parallel, steps)`` for a run that goes through ``tasks`` in order
-        (:mod:`ftdag._alone`), computed once: ``free_after`` of :func:`free_after`;
-        ``parallel``, whether any planned task can ever run beside another; ``steps[p]``, 1
-        when ``tasks[p] -> tasks[p + 1]`` is a solo link (:meth:`links`), else 0."""
+    def free_after(self) -> array:
+        """``free_after`` of :func:`free_after` for this plan, computed once (by whoever asks
+        first: the lookout of a run that goes through ``tasks`` in order, or its caller when
+        its tasks are slow; not on a run's way in: :mod:`ftdag._alone`)."""
         if self._free_after is None:
-            solo = self.links()
             with self._lock:
                 if self._free_after is None:
+                    self._free_after = free_after(self.dag, self.tasks)
+        return self._free_after
+
+    def steps(self) -> tuple[bytes, bool]:
+        """``(steps, parallel)`` for a run that goes through ``tasks`` in order
+        (:mod:`ftdag._alone`), computed once: ``steps[p]`` is 1 when ``tasks[p] -> tasks[p + 1]``
+        is a solo link (:meth:`links`), else 0; ``parallel`` is False when every task but the
+        last is so linked to the next (one chain: no task can ever run beside another)."""
+        if self._steps is None:
+            solo = self.links()
+            with self._lock:
+                if self._steps is None:
                     tasks = self.tasks
-                    table = free_after(self.dag, tasks)
-                    self._parallel = any(map(int.__lt__, table, tasks))
-                    self._steps = bytes(map(int.__eq__, map(solo.__getitem__, tasks[:-1]), tasks[1:])) + b"\0"
-                    self._free_after = table
-        return self._free_after, self._parallel, self._steps  # type: ignore[return-value]
+                    steps = bytes(map(int.__eq__, map(solo.__getitem__, tasks[:-1]), tasks[1:])) + b"\0"
+                    self._parallel = steps.count(1) < len(tasks) - 1
+                    self._steps = steps
+        return self._steps, self._parallel
 
 
 def _every_sink(dag: Dag, outputs: frozenset[int]) -> bool:

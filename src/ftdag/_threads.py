@@ -208,11 +208,10 @@ class _Run(RunState):
 
     __slots__ = (
         "fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals", "ctx",
-        "solo", "plain", "fifo", "direct", "admission", "alone", "pos", "free_after", "parallel", "steps",
+        "solo", "plain", "fifo", "direct", "admission", "alone", "pos", "parallel", "steps",
     )
 
-    free_after: array  # alone: Plan.template.free_after() (ftdag._alone)
-    parallel: bool  # alone: whether any planned task can run beside another
+    parallel: bool  # alone: the plan is not one chain (Plan.template.steps(), ftdag._alone)
     steps: bytes  # alone: 1 where plan.tasks[p] -> plan.tasks[p + 1] is a solo link
 
     def __init__(
@@ -233,8 +232,8 @@ class _Run(RunState):
         self.alone = self.plain
         super().__init__(plan, bound, not self.alone)
         self.pos = 0  # alone: plan.tasks[:pos] have finished (ftdag._alone, A1)
-        if self.alone:  # (set before the run is published: the lookout reads it without the lock)
-            self.free_after, self.parallel, self.steps = template.free_after()
+        if self.alone:
+            self.steps, self.parallel = template.steps()
         self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
         self.admission = admission
         self.fifo = template.heap  # a slot runs its own queue oldest first: in ready order
