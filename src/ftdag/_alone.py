@@ -24,10 +24,10 @@ that asks, the lookout or a caller with slow tasks) and either
 - the caller is stuck: its position has not moved in ``_STUCK_LOOKS`` looks in a row,
   ``_LOOKOUT_S`` apart (about a millisecond: this machine does not run a thread for a few
   hundred microseconds now and then, and a wrong share costs a large run its fast path), of
-  the *lookout*, one idle pool thread (``ThreadPool._lookout``) that watches.  The caller calls a
-  lookout (one ``notify``) when an alone run of a plan that is not one chain starts and none
-  is watching; the lookout looks every ``_LOOKOUT_S`` while runs make progress or the caller is
-  stuck with a task it could run beside, and stands down otherwise.  It looks without the
+  the *lookout*, one idle pool thread (``ThreadPool._lookout``) that watches.  The caller
+  calls a lookout (one ``notify``) when an alone run of a plan that is not one chain starts
+  and none is watching; the lookout looks every ``_LOOKOUT_S`` while runs make progress or
+  the caller is stuck with a task it could run beside, and stands down otherwise.  It looks without the
   lock (``ThreadPool._look``), so the caller never waits for it, and takes the lock only to
   share.  A look that comes more than a period late (the whole process was paused) or after
   a garbage collection (which stops every thread, and may keep the caller busy longer) does
@@ -36,9 +36,9 @@ that asks, the lookout or a caller with slow tasks) and either
 Both ask more than once, so that a pause of the whole process (a garbage collection stops
 every thread; the machine may not run it for a while) does not pass for slow tasks.  So a
 task that could run waits about ``_STUCK_LOOKS * _LOOKOUT_S`` at most for a free slot while
-the caller is stuck, and a graph of quick tasks runs on the caller at the sequential cost plus one
-uncontended lock round-trip per task (none between the tasks of a solo chain that follow
-each other in plan order).
+the caller is stuck, and a graph of quick tasks runs on the caller at the sequential cost
+plus one uncontended lock round-trip per task (none between the tasks of a solo chain that
+follow each other in plan order).
 
 Invariants.  Alone is a state of the shared model, not a second model: ``share`` turns it
 into the shared model's fields, and every transition is made under ``_lock``, so I1 to I8 of

@@ -108,9 +108,9 @@ I9. A quick slot runs its own queue without the lock.  In a plain run, when the 
     safe: with one worker it waits forever.)  A lock round-trip then serves up to
     ``cap + 1`` tasks, which keeps wide graphs of tiny tasks near the sequential cost.
 
-Nothing polls but the lookout of an alone run (every ``_LOOKOUT_S`` while the caller ends
-tasks alone, or is stuck while another task could run; :mod:`ftdag._alone`).  A pool thread waits on
-``_wake`` only after ``_take`` found nothing under the lock, and the caller sets
+Nothing polls but the lookout of an alone run (every ``_LOOKOUT_S``, without the lock,
+while the caller ends tasks alone or is stuck while another task could run;
+:mod:`ftdag._alone`).  A pool thread waits on ``_wake`` only after ``_take`` found nothing under the lock, and the caller sets
 ``caller_waiting`` in that same critical section; whoever adds work to a shared run notifies
 both while still holding the lock, so no wake-up is lost.  The other timed waits are the
 caller's when it is the main thread (below), and, in a run with a
@@ -584,8 +584,8 @@ class ThreadPool:
         ``_LOOKOUT_S``, *without* the lock (a look under it would make the caller wait for
         it, and sleep, every time they met), while runs make progress or the caller runs
         alone a task that another could run beside; share its run when it is stuck for
-        ``_STUCK_LOOKS`` looks in a row (A2).  Returns the progress last seen.  With ``_lock`` held, which it
-        releases while it watches; counted idle meanwhile.
+        ``_STUCK_LOOKS`` looks in a row (A2).  Returns the progress last seen.  Called with
+        ``_lock`` held, which it releases while it watches; counted idle meanwhile.
         """
         self._lookout = w
         self._idle += 1
