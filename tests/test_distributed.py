@@ -38,10 +38,12 @@ def cluster():
     """The module's cluster: two worker processes of one thread, the profiler off on 3.13t (as
     the embedded cluster has it; a worker with it on would make every executor here warn)."""
     config = {PROFILE: False} if FREE_THREADED else None
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None, config=config,
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # (not dask's 8787, which another cluster may hold)
-    ) as cluster, kept_by_fixture(cluster):
+    with dask.config.set(config or {}):  # (and in this process, for the scheduler's event loop)
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+            config=config, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # (not dask's 8787)
+        )
+    with cluster, kept_by_fixture(cluster):
         yield cluster
 
 
@@ -410,6 +412,8 @@ def test_embedded_cluster_is_owned_and_closed(tmp_path):
         assert set(profiles.values()) == {not FREE_THREADED}  # off on a free-threaded build
         if FREE_THREADED:
             assert set(client.run(sys._is_gil_enabled).values()) == {False}
+            # Nor in this process, where the scheduler runs: its profiler is a thread named Profile.
+            assert not [t for t in threading.enumerate() if t.name == "Profile"]
         assert all(not r.gil_enabled for r in pool.reports.values()) or not FREE_THREADED
     finally:
         ex.close()

@@ -67,7 +67,8 @@ Workers and the GIL
 -------------------
 On a free-threaded build the embedded cluster's workers run with dask's statistical
 profiler off (``distributed.worker.profile.enabled``): it samples the frames of other
-threads, which is not safe there (earlier measurements on 3.13t crashed runs).  At each
+threads, which is not safe there (earlier measurements on 3.13t crashed runs).  So does its
+scheduler, in this process: a dask server starts the profiler on its event loop too.  At each
 run the pool asks the scheduler for its workers (``stats.workers`` is their total thread
 count) and probes each worker it has not seen before, once (:func:`_probe`): whether it is
 a free-threaded build, whether its GIL is enabled, and whether its profiler is on.  A
@@ -277,10 +278,14 @@ class DistributedPool:
         if self._config.address is not None:
             self.client = distributed.Client(self._config.address, set_as_default=False)
             return self.client
-        cluster = distributed.LocalCluster(
-            n_workers=self._config.max_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None, scheduler_kwargs=LOCAL_HTTP, config=PROFILER_OFF if FREE_THREADED_BUILD else None,
-        )
+        # On a free-threaded build the profiler is off in the workers (config=) and in this
+        # process too, where the embedded scheduler would otherwise start one on its event loop.
+        with importlib.import_module("dask").config.set(PROFILER_OFF if FREE_THREADED_BUILD else {}):
+            cluster = distributed.LocalCluster(
+                n_workers=self._config.max_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, scheduler_kwargs=LOCAL_HTTP,
+                config=PROFILER_OFF if FREE_THREADED_BUILD else None,
+            )
         try:
             self.client = distributed.Client(cluster, set_as_default=False)
         except BaseException:
