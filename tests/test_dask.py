@@ -23,7 +23,7 @@ import dask
 import dask.array as da
 import dask.bag as db
 import pytest
-from dask._task_spec import Task, TaskRef, convert_legacy_graph
+from dask._task_spec import Alias, DataNode, List, Task, TaskRef, convert_legacy_graph
 from dask.callbacks import Callback as DaskCallback
 from dask.delayed import Delayed
 from dask.diagnostics import Profiler, ProgressBar
@@ -199,6 +199,48 @@ def test_a_missing_dependency_or_a_cycle_is_named():
     with pytest.raises(ftdag.CycleError) as info:
         ftdag.get({"x": (inc, "y"), "y": (inc, "z"), "z": (inc, "x")}, "x")
     assert set(info.value.cycle) == {"x", "y", "z"}
+
+
+def scaled(x, scale=1):
+    return scale * x
+
+
+def digits(a, b, c):
+    return 100 * a + 10 * b + c
+
+
+def test_get_calls_plain_tasks_directly_and_every_other_node_through_itself(executor):
+    graph = {
+        "x": DataNode("x", 3),
+        "lit": Task("lit", total, 10, 20, TaskRef("x")),  # literals, then references: a partial
+        "rep": Task("rep", digits, TaskRef("lit"), TaskRef("x"), TaskRef("x")),  # the function itself
+        "late": Task("late", total, TaskRef("x"), 100),  # a literal after a reference: the node
+        "nested": Task("nested", sum, List(TaskRef("x"), TaskRef("lit"))),  # a nested node
+        "kw": Task("kw", scaled, TaskRef("rep"), scale=TaskRef("x")),  # keywords
+        "alias": Alias("alias", "late"),
+        "end": Task("end", total, TaskRef("rep"), TaskRef("late"), TaskRef("alias")),
+    }
+    keys = [["end", "nested"], "kw", "lit"]
+    assert ftdag.get(graph, keys, executor=executor) == dask.get(graph, keys) == ((3539, 36), 9999, 33)
+    dag = _dask._build_all(graph, _dask._flatten(keys), _dask._task_spec("test"))
+    fns = {k: dag._fns[dag._ids[k]] for k in graph}
+    deps = {k: [dag._keys[d] for d in dag._deps[dag._ids[k]]] for k in graph}
+    assert (fns["lit"].func, fns["lit"].args, deps["lit"]) == (total, (10, 20), ["x"])
+    assert (fns["rep"], deps["rep"]) == (digits, ["lit", "x", "x"])  # in argument order, with repeats
+    for k in ("late", "nested", "kw", "alias"):
+        assert fns[k].func is _dask.call_node and fns[k].args[0] is graph[k], k
+    assert fns["x"] is None
+
+
+def test_get_builds_the_whole_graph_but_runs_only_what_the_keys_need(executor):
+    ran = []
+    graph = {"a": 1, "b": (inc, "a"), "c": (ran.append, "a"), "d": (inc, "b")}
+    assert ftdag.get(graph, "b", executor=executor) == 2 and ran == []
+    # A broken node that the keys do not need (a missing dependency, a cycle) is not an error.
+    broken = {**graph, "e": Task("e", inc, TaskRef("missing")), "f": (inc, "g"), "g": (inc, "f")}
+    assert ftdag.get(broken, ["d", "b"], executor=executor) == (3, 2) and ran == []
+    with pytest.raises(ftdag.MissingDependencyError, match="'e' depends on unknown key"):
+        ftdag.get(broken, "e", executor=executor)
 
 
 def test_a_10000_task_chain_does_not_recurse():

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from itertools import accumulate
+from itertools import accumulate, chain
 
 __all__ = ["INDEX", "MAX_IDS", "Rows", "table", "transpose"]
 
@@ -37,14 +37,11 @@ def zeros(n: int) -> array:
     return array(INDEX, bytes(4 * n))
 
 
-def table(rows: Iterable[Iterable[int]]) -> tuple[array, array]:
-    """``(start, ids)`` of the rows given as iterables of ids."""
-    ids = array(INDEX)
-    start = [0]
-    for row in rows:
-        ids.extend(row)
-        start.append(len(ids))
-    return array(INDEX, start), ids
+def table(rows: Iterable[Sequence[int]]) -> tuple[array, array]:
+    """``(start, ids)`` of the rows given as sequences of ids (made with C loops)."""
+    if not isinstance(rows, (list, tuple)):
+        rows = list(rows)
+    return array(INDEX, accumulate(map(len, rows), initial=0)), array(INDEX, chain.from_iterable(rows))
 
 
 def transpose(start: array, ids: array, n: int) -> tuple[array, array, array]:

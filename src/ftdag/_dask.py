@@ -19,8 +19,11 @@ materialised and normalised with dask's own ``dask._task_spec.convert_legacy_gra
 is computed by calling it with a dict of their values.  A ``DataNode`` becomes an ftdag
 source (its value); every other node (``Task``, ``Alias``, containers of tasks) becomes an
 ftdag task whose dependencies are the node's, and whose function (a partial of
-:func:`call_node`) calls the node with their values.  Only the requested keys and their
-ancestors are built, straight into a :class:`~ftdag.Dag` (:func:`_build`).
+:func:`call_node`) calls the node with their values.  The graph goes straight into a
+:class:`~ftdag.Dag` (:func:`_build`): for :func:`from_dask`, the requested keys and their
+ancestors; for :func:`get`, every node (a run starts only the ancestors), and a plain
+``Task`` of references (after literals) calls its function directly, as ``Task.__call__``
+would, at a fraction of the cost per call.
 
 Where ``get`` runs: on ``executor=`` if given, else on a shared executor made on first use
 and kept for later calls (so repeated ``compute()`` calls reuse one pool), ``Executor()``
@@ -54,9 +57,11 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from array import array
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
+from ._arrays import INDEX
 from ._keywords import KeywordCall
 from .callbacks import Callback
 from .errors import CycleError, EmptyGraphError, MissingDependencyError, TaskError, UnknownKeyError
@@ -202,31 +207,51 @@ def _check_keys(graph: Mapping[Hashable, Any], wanted: list[Hashable]) -> None:
         raise UnknownKeyError(missing, "requested key")
 
 
-def _build(graph: Mapping[Hashable, Any], wanted: list[Hashable], call: Callable[..., Any], data_node: Any) -> Dag:
-    """The :class:`Dag` of the requested keys of ``graph`` and all their ancestors.
+def _build(graph: Mapping[Hashable, Any], roots: Iterable[Hashable], task_spec: Any,
+           call: Callable[..., Any] = call_node, direct: bool = False) -> Dag:
+    """The :class:`Dag` of the keys ``roots`` of ``graph`` and all their ancestors.
+
+    A node's task calls it (``functools.partial(call, node, deps)``), except, when ``direct``,
+    a plain ``Task`` whose arguments are literals followed by references and which has no
+    keywords: its task calls the node's function directly, its dependencies the referenced
+    keys in argument order (with repeats), after the literals bound by a partial.  That is
+    what ``Task.__call__`` computes, without a dict of values and the node's argument walk
+    per call, which cost most of a quick task's time (``dask.delayed`` calls make such
+    tasks).  :func:`get` builds so; :func:`from_dask` does not, so that its tasks keep their
+    nodes (``to_dask`` gives them back, stores fingerprint them).
 
     Built directly rather than through :class:`~ftdag.DagBuilder`, whose per-task checks
     (hashable keys, options, duplicates) a dask graph needs none of, and which would cost
-    more than the run: one iterative depth-first walk from the requested keys numbers each
+    more than the run: one iterative depth-first walk from each root in turn numbers each
     node after its dependencies (the topological order a :class:`Dag` is compiled to), so a
-    10,000-task chain does not recurse.  A dependency missing from the graph raises
+    10,000-task chain does not recurse.  A node is visited once if its dependencies are
+    numbered before it is reached (roots in a topological order: the graph's own order, as
+    dask makes its graphs), twice otherwise (a chain walked from its end).  A dependency missing from the graph raises
     :class:`~ftdag.MissingDependencyError` (a ``ValueError``, as dask's "Missing
     dependency"), a cycle :class:`~ftdag.CycleError`, as ``build()`` would.
     """
     ids: dict[Hashable, int] = {}  # key -> id, given once its dependencies have theirs
     keys: list[Hashable] = []
-    deps_of: list[tuple[int, ...]] = []
+    # The data dependencies by id, as the table a Dag keeps (ftdag._arrays): made here so that
+    # no tuple per node outlives the walk (fewer objects for the garbage collector to scan).
+    start, edges = array(INDEX, [0]), array(INDEX)
     fns: list[Any] = []
     values: list[Any] = []
     # The nodes being expanded (each pushed by the one before: the path from a requested key)
     # -> their dependencies.  A node is always finished before the one that pushed it, so the
     # last entry is the next to finish, and a dependency found here closes a cycle.
-    expanding: dict[Hashable, tuple[Hashable, ...]] = {}
-    get, new_key, new_deps, new_fn, new_value = graph.get, keys.append, deps_of.append, fns.append, values.append
+    expanding: dict[Hashable, frozenset[Hashable]] = {}
+    get, new_key, new_fn, new_value, new_start, edge = graph.get, keys.append, fns.append, values.append, start.append, edges.append
     partial = functools.partial
-    for root in wanted:
-        stack = [root]
-        push, pop = stack.append, stack.pop
+    data_node = task_spec.DataNode
+    # The node type whose tasks may call its function directly, and the argument types that
+    # stop it (a reference of another type, a nested node); None for none (not direct).
+    task_type = task_spec.Task if direct else None
+    ref_type, not_literal = task_spec.TaskRef, (task_spec.TaskRef, task_spec.GraphNode)
+    stack: list[Hashable] = []
+    push, pop = stack.append, stack.pop
+    for root in roots:
+        push(root)
         while stack:
             key = stack[-1]
             deps = expanding.get(key)
@@ -243,11 +268,11 @@ def _build(graph: Mapping[Hashable, Any], wanted: list[Hashable], call: Callable
                     pop()
                     ids[key] = len(keys)
                     new_key(key)
-                    new_deps(())
+                    new_start(len(edges))
                     new_fn(None)
                     new_value(node.value)
                     continue
-                deps = tuple(node.dependencies)
+                deps = node.dependencies  # a frozenset, iterated in one order as long as it lives
                 waiting = False
                 for d in deps:
                     if d in ids:
@@ -268,12 +293,44 @@ def _build(graph: Mapping[Hashable, Any], wanted: list[Hashable], call: Callable
             pop()
             ids[key] = len(keys)
             new_key(key)
-            new_deps((ids[deps[0]],) if len(deps) == 1 else tuple([ids[d] for d in deps]))
-            new_fn(partial(call, node, deps))
             new_value(None)
+            if type(node) is task_type and not node.kwargs:
+                args = node.args
+                mark = len(edges)
+                literals = 0
+                for a in args:
+                    if type(a) is ref_type:
+                        edge(ids[a.key])
+                    elif len(edges) > mark or isinstance(a, not_literal):  # a literal after a reference, a nested node
+                        del edges[mark:]
+                        break
+                    else:
+                        literals += 1
+                else:
+                    new_start(len(edges))
+                    new_fn(partial(node.func, *args[:literals]) if literals else node.func)
+                    continue
+            listed = tuple(deps)  # (call_node's order for the values)
+            edges.extend([ids[d] for d in listed])
+            new_start(len(edges))
+            new_fn(partial(call, node, listed))
     if not keys:
         raise EmptyGraphError()
-    return Dag(keys=keys, deps=deps_of, fns=fns, values=values)
+    return Dag._compiled(keys, ids, fns, values, start, edges, None, None)
+
+
+def _build_all(graph: Mapping[Hashable, Any], wanted: list[Hashable], task_spec: Any) -> Dag:
+    """The :class:`Dag` :func:`get` runs ``wanted`` of: every node of ``graph``, since a run
+    starts only the requested keys' ancestors (and dask culls what ``compute`` hands its
+    scheduler to those anyway).  The walk takes the graph's keys from the last: dask's
+    expressions list a graph's layers from the last one back, and a ``dask.delayed`` graph
+    each call before its arguments, so that most nodes are visited once.  A graph with a
+    missing dependency or a cycle is built from ``wanted`` instead, so that only those among
+    the requested keys' ancestors raise, as in :func:`from_dask`."""
+    try:
+        return _build(graph, reversed(graph), task_spec, direct=True)
+    except (MissingDependencyError, CycleError):
+        return _build(graph, wanted, task_spec, direct=True)
 
 
 def from_dask(dsk: Any, keys: Any = None) -> Dag:
@@ -296,7 +353,7 @@ def from_dask(dsk: Any, keys: Any = None) -> Dag:
     else:
         wanted = _flatten(keys)
         _check_keys(graph, wanted)
-    return _build(graph, wanted, call_node, _task_spec("ftdag.from_dask").DataNode)
+    return _build(graph, wanted, _task_spec("ftdag.from_dask"))
 
 
 # -- the scheduler -------------------------------------------------------------------------
@@ -387,7 +444,7 @@ def get(dsk: Any, keys: Any, *, executor: Executor | None = None, num_workers: i
         return _nested(keys, {})
     with local_callbacks(callbacks) as active:
         if not active:
-            dag = _build(graph, wanted, call_node, task_spec.DataNode)
+            dag = _build_all(graph, wanted, task_spec)
             values = _run(ex, dag, wanted, None)
         else:
             values = _run_with_callbacks(ex, graph, wanted, [normalize_callback(c) for c in active], task_spec)
@@ -423,7 +480,7 @@ def _run_with_callbacks(
             if cb[0]:
                 cb[0](graph)
             started.append(cb)
-        dag = _build(graph, wanted, _call_node_stashing, task_spec.DataNode)
+        dag = _build(graph, wanted, task_spec, _call_node_stashing)
         bridge = _DaskCallbacks(graph, dag, wanted, callbacks)
         state = bridge.state
         for cb in callbacks:

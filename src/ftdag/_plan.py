@@ -262,11 +262,22 @@ def solo_links(
     fns, followers = dag._fns, dag._followers
     start, dep_ids, out_start, out_ids = dag._dep_start, dag._dep_ids, dag._out_start, dag._out_ids
     solo = array(INDEX, [NO_TASK]) * len(fns)
+    # (Plain loops, no generators: a new request's first run pays this once per task.)
     for t in tasks:
         if consumers[t] != 1 or t in outputs or (followers is not None and followers[t]):
             continue  # (a task with order-only followers must count them down: no link)
-        u = next(u for u in out_ids[out_start[t]:out_start[t + 1]] if remaining[u] >= 0)  # the planned consumer
-        if remaining[u] == 1 and all(fns[d] is None or consumers[d] == 1 for d in dep_ids[start[t]:start[t + 1]]):
+        a = out_start[t]
+        u = out_ids[a]
+        if out_start[t + 1] - a > 1:  # dependents outside the plan too: find the planned consumer
+            for u in out_ids[a:out_start[t + 1]]:
+                if remaining[u] >= 0:
+                    break
+        if remaining[u] != 1:
+            continue
+        for d in dep_ids[start[t]:start[t + 1]]:
+            if consumers[d] != 1 and fns[d] is not None:
+                break
+        else:
             solo[t] = u
     return solo
 
