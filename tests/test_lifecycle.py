@@ -484,6 +484,75 @@ def test_ctrl_c_swallowed_by_a_finalizer_still_ends_the_run():
     assert started[:1] == [1] and len(started) <= 3, started
 
 
+# -- the Ctrl-C guard stays installed between runs, and close() puts the handler back -------------
+
+
+def _sigint_self_and_wait(seen: list, count: int) -> None:
+    """Send SIGINT to this (the main) thread and wait until a handler appended to ``seen``
+    (handlers run between bytecodes of the main thread: soon, but not at once)."""
+    signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    pause = threading.Event()
+    for _ in range(int(TIMEOUT / 0.01)):
+        if len(seen) >= count:
+            return
+        pause.wait(0.01)
+    raise AssertionError(f"the handler did not run: {seen}")
+
+
+@pytest.mark.timeout(60)
+def test_the_ctrl_c_guard_wraps_the_handler_in_force_until_close():
+    require_main_thread()
+    from ftdag import _interrupts
+
+    original = signal.getsignal(signal.SIGINT)
+    seen: list = []
+    try:
+        signal.signal(signal.SIGINT, lambda signum, frame: seen.append(("first", signum)))
+        first = signal.getsignal(signal.SIGINT)
+        dag, outputs = independent(3)
+        with threads(2) as ex:
+            assert ex.run(dag, outputs)["t2"] == 2
+            # Installed by the run and left in place: it wraps the handler that was in force.
+            assert signal.getsignal(signal.SIGINT) is _interrupts.GUARD
+            assert _interrupts.GUARD.previous is first and _interrupts.GUARD.runs == []
+            _sigint_self_and_wait(seen, 1)  # between runs: the wrapped handler, which does not raise
+            assert seen == [("first", signal.SIGINT)]
+            # A handler installed over the guard is respected, and the next run wraps it.
+            signal.signal(signal.SIGINT, lambda signum, frame: seen.append(("second", signum)))
+            second = signal.getsignal(signal.SIGINT)
+            assert ex.run(dag, outputs)["t1"] == 1
+            assert signal.getsignal(signal.SIGINT) is _interrupts.GUARD and _interrupts.GUARD.previous is second
+            _sigint_self_and_wait(seen, 2)
+            assert seen[1] == ("second", signal.SIGINT)
+        # close() on the main thread, between runs, puts the wrapped handler back.
+        assert signal.getsignal(signal.SIGINT) is second
+        # The default handler, guarded between runs, still raises KeyboardInterrupt.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with threads(2) as ex:
+            ex.run(dag, outputs)
+            assert signal.getsignal(signal.SIGINT) is _interrupts.GUARD
+            with pytest.raises(KeyboardInterrupt):
+                _sigint_self_and_wait([], 1)
+            assert ex.run(dag, outputs)["t0"] == 0  # and the executor is still usable
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, original)
+
+
+@pytest.mark.timeout(60)
+def test_an_ignored_sigint_is_left_alone():
+    require_main_thread()
+    original = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        dag, outputs = independent(3)
+        with threads(2) as ex:
+            assert ex.run(dag, outputs)["t2"] == 2
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, original)
+
+
 # -- a run is over only once the values it dropped are freed -------------------------------------
 
 

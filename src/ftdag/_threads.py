@@ -120,7 +120,9 @@ when they finish).
 
 Ctrl-C
 ------
-Signals reach only the main thread.  When it is the caller, it waits on ``bell`` in slices
+Signals reach only the main thread.  When it is the caller, the Ctrl-C guard
+(:mod:`ftdag._interrupts`) sets the run's ``stopped`` and ``interrupted`` before
+``KeyboardInterrupt`` raises, and the caller waits on ``bell`` in slices
 of ``_SIGNAL_SLICE_S`` (a SIGINT that lands just before a lock wait does not interrupt it:
 CPython's locks have no self-pipe), and ``KeyboardInterrupt`` may surface anywhere in its
 loop, a task it is running included.  Then the run is *abandoned*: ``stopped`` is set first
@@ -153,9 +155,7 @@ task of this pool it only marks the pool closing, and the threads exit once the 
 
 from __future__ import annotations
 
-import _signal  # type: ignore[import-not-found]  # signal's C functions: signal.signal() converts enums, 5x the cost
 import gc
-import signal
 import threading
 import time
 from array import array
@@ -164,6 +164,7 @@ from collections.abc import Callable, Sequence
 from time import perf_counter
 from typing import Any, NamedTuple
 
+from . import _interrupts as interrupts
 from ._admission import Admission
 from ._alone import _LOOKOUT_S, _QUICK_S, _STUCK_LOOKS, CALLED, NO_SLOT, call_lookout, could_share, run_alone, share
 from ._arrays import INDEX
@@ -175,8 +176,7 @@ from .config import ExecutorConfig
 from .errors import _task_failed
 
 _local = thread_state  # .pool: see current_pool()
-_main_ident = threading.main_thread().ident  # signals reach this thread only
-_SIGINT = int(signal.SIGINT)
+_main_ident = interrupts.MAIN_IDENT  # signals reach this thread only
 _SIGNAL_SLICE_S = 0.05  # the main thread's wait slice: how late a racing Ctrl-C may be seen
 
 
@@ -247,7 +247,7 @@ class _Run(RunState):
         self.cap = cap  # I2
         self.done = not self.pending  # nothing more will happen: the caller may return
         self.freeing = 0  # threads freeing values this run dropped (outside the lock, I5)
-        self.interrupted = False  # Ctrl-C reached the caller (set by _Interrupts)
+        self.interrupted = False  # Ctrl-C reached the caller (set by ftdag._interrupts)
         self.caller_waiting = False  # the caller sleeps on bell (module docstring)
         self.bell: threading.Lock | None = None  # made when the caller first waits; held unless rung
         self.steals = 0
@@ -276,42 +276,6 @@ def _ring(run: _Run) -> None:
     if run.caller_waiting:
         run.caller_waiting = False
         run.bell.release()  # type: ignore[union-attr]  # made before caller_waiting was set
-
-
-class _Interrupts:
-    """While the main thread drives ``run``: SIGINT stops the run *before* Ctrl-C raises.
-
-    The handler in force (Python's default raises ``KeyboardInterrupt``) is wrapped: when it
-    raises, ``run.stopped`` and ``run.interrupted`` are set first, so no thread starts a task
-    of the run while the exception unwinds through the task it interrupted; and a Ctrl-C that
-    a finalizer swallowed still ends the run (``_drive`` checks ``interrupted``).  A handler
-    that does not raise is left to decide: the run goes on.  ``SIG_IGN`` and ``SIG_DFL`` are
-    left alone.
-    """
-
-    __slots__ = ("previous", "handler")
-
-    def __init__(self, run: _Run) -> None:
-        previous = _signal.getsignal(_SIGINT)
-        self.previous = previous
-        self.handler = None
-        if not callable(previous):
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            try:
-                previous(signum, frame)
-            except BaseException:
-                run.stopped = True
-                run.interrupted = True
-                raise
-
-        self.handler = handler
-        _signal.signal(_SIGINT, handler)
-
-    def restore(self) -> None:
-        if self.handler is not None and _signal.getsignal(_SIGINT) is self.handler:
-            _signal.signal(_SIGINT, self.previous)
 
 
 class ThreadPool:
@@ -372,7 +336,7 @@ class ThreadPool:
     def _run_as_caller(self, run: _Run) -> None:
         """Drive ``run`` on this thread; abandon it if anything (Ctrl-C) escapes."""
         main = threading.get_ident() == _main_ident
-        handler = _Interrupts(run) if main else None
+        guarded = main and interrupts.enter(run)
         try:
             self._drive(run, main)
             if run.interrupted:  # a Ctrl-C that a finalizer swallowed
@@ -384,8 +348,8 @@ class ThreadPool:
                 self._end(run)
             raise
         finally:
-            if handler is not None:
-                handler.restore()
+            if guarded:
+                interrupts.leave(run)
 
     def _drive(self, run: _Run, main: bool) -> None:
         """The caller's loop: run tasks as slot ``_caller_slot`` until ``run`` is over."""
@@ -471,6 +435,7 @@ class ThreadPool:
             threads = [t for t in self._threads if t is not None and t.ident is not None]
         for t in threads:
             t.join()
+        interrupts.release()  # the Ctrl-C guard runs left installed (on the main thread, between runs)
 
     def state(self) -> PoolState:
         """A consistent snapshot of the pool and its current run (for tests and diagnostics)."""
