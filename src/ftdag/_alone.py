@@ -80,7 +80,7 @@ _LOOKOUT_S = 250e-6  # the lookout's period
 _STUCK_LOOKS = 4  # looks in a row without progress that make the caller stuck
 _WINDOW = 64  # a stretch ends after this many tasks, or _WINDOW_S: then the caller asks if they were slow
 _WINDOW_S = 200e-6
-_TICK = 8  # records of tasks between two reads of the clock
+_TICK = 8  # tasks between two reads of the clock (at least: a solo chain may pass more)
 _NEVER = float("inf")
 
 
@@ -166,7 +166,7 @@ def run_alone(
     (I5): only the caller waits for the run to be done, and it frees them before it looks.
     The loop does what every task needs and nothing else (this interpreter does not
     specialise bytecode on free-threaded builds: every operation counts); the rest is in
-    :func:`_leave` and behind the clock, read every ``_TICK`` records.
+    :func:`_leave` and behind the clock, read every ``_TICK`` tasks.
     """
     lock = pool._lock
     plan = run.plan
@@ -178,16 +178,14 @@ def run_alone(
     no_task = NO_TASK
     pos = run.pos
     began = last = perf_counter()  # when the current stretch began, and when the clock was last read
-    count = 0  # tasks run in the current stretch
-    read = 0  # ... when the clock was last read
-    tick = _TICK  # records left before the clock is read
+    first = read = pos  # the position where the current stretch began, and where the clock was last read
+    due = pos + _TICK  # the position at which the clock is read next
     fastest = _NEVER  # the quickest time per task between two reads of the clock in this stretch
     slow = False  # the last stretch's tasks were slow
     over = False
     while True:
         p = pos  # the position of task
         task = tasks[p]
-        error = None
         while True:  # the task, then the solo links (I7) that come next in plan order
             a = start[task]
             b = start[task + 1]
@@ -197,12 +195,15 @@ def run_alone(
                     result = fns[task](values[one])  # type: ignore[misc]
                 else:
                     one = no_task
-                    result = fns[task](*[values[d] for d in dep_ids[a:b]])  # type: ignore[misc]
+                    ds = dep_ids[a:b]  # (read again when it is recorded)
+                    result = fns[task](*[values[d] for d in ds])  # type: ignore[misc]
             except ctrl_c:
                 raise  # Ctrl-C in a task on the main thread: abandon the run (ftdag._threads)
             except BaseException as exc:  # even SystemExit: the run fails with it
-                error, result = exc, None
-                break
+                result = None
+                with lock:
+                    task, over = _leave(pool, run, task, None, exc, p - pos, garbage)
+                return _after(pool, run, task, over, garbage)
             if not steps[p] or run.stopped:
                 break
             values[task] = result  # a solo link: nobody else reads or writes these (I7)
@@ -210,15 +211,14 @@ def run_alone(
                 if fns[one] is not None:
                     values[one] = None
             else:
-                for d in dep_ids[a:b]:
+                for d in ds:
                     if fns[d] is not None:
                         values[d] = None
             p += 1
             task = tasks[p]
-        solos = p - pos
         with lock:
-            if error is not None or not run.alone or run.stopped:
-                task, over = _leave(pool, run, task, result, error, solos, garbage)
+            if not run.alone or run.stopped:
+                task, over = _leave(pool, run, task, result, None, p - pos, garbage)
                 break
             values[task] = result  # record it (A1)
             if one != no_task:
@@ -228,13 +228,13 @@ def run_alone(
                     garbage.append(values[one])
                     values[one] = None
             else:
-                for d in dep_ids[a:b]:
+                for d in ds:
                     left = consumers[d] - 1
                     consumers[d] = left
                     if not left:
                         garbage.append(values[d])
                         values[d] = None
-            pos += 1 + solos
+            pos = p + 1  # (past the solo links run since)
             run.pos = pos
             if pos == n:  # the run is over: done, as _check_done and _caller_idle would find
                 run.alone = False
@@ -246,16 +246,14 @@ def run_alone(
         result = None
         if garbage:  # freed here, outside the lock (I5)
             garbage.clear()
-        count += 1 + solos
-        tick -= 1
-        if not tick:  # read the clock: are the tasks slow?
-            tick = _TICK
+        if pos >= due:  # read the clock: are the tasks slow?
+            due = pos + _TICK
             now = perf_counter()
-            per = (now - last) / (count - read)
+            per = (now - last) / (pos - read)
             if per < fastest:
                 fastest = per
-            last, read = now, count
-            if count >= _WINDOW or now - began >= _WINDOW_S:  # a stretch ends
+            last, read = now, pos
+            if pos - first >= _WINDOW or now - began >= _WINDOW_S:  # a stretch ends
                 if fastest <= _QUICK_S:
                     slow = False
                 elif not slow:
@@ -267,12 +265,18 @@ def run_alone(
                             return tasks[pos], False  # it runs next here, as a shared task
                     # (Else shared by the lookout meanwhile, with tasks[pos] the caller's, or stopped:
                     # the loop runs it and _leave records it.)
-                began, count, read, fastest = now, 0, 0, _NEVER
+                began, first, fastest = now, pos, _NEVER
     result = None
-    if garbage:  # freed here, outside the lock (I5)
+    return _after(pool, run, task, over, garbage)
+
+
+def _after(pool: ThreadPool, run: _Run, task: int, over: bool, garbage: list[Any]) -> tuple[int, bool]:
+    """:func:`run_alone`'s answer once it stops: free what it dropped (outside the lock, I5),
+    then, if that was all that kept the run from being over, let the caller see it is."""
+    if garbage:
         garbage.clear()
-        if task == no_task and not over:
-            with lock:
+        if task == NO_TASK and not over:
+            with pool._lock:
                 pool._check_done(run)
                 over = pool._caller_idle(run)
     return task, over
