@@ -195,7 +195,7 @@ def run_alone(
                     result = fns[task](values[one])  # type: ignore[misc]
                 else:
                     one = no_task
-                    ds = dep_ids[a:b]  # (read again when it is recorded)
+                    ds = dep_ids[a:b]  # (its inputs, read again to record it)
                     result = fns[task](*[values[d] for d in ds])  # type: ignore[misc]
             except ctrl_c:
                 raise  # Ctrl-C in a task on the main thread: abandon the run (ftdag._threads)

@@ -225,10 +225,10 @@ def _build(graph: Mapping[Hashable, Any], roots: Iterable[Hashable], task_spec: 
     more than the run: one iterative depth-first walk from each root in turn numbers each
     node after its dependencies (the topological order a :class:`Dag` is compiled to), so a
     10,000-task chain does not recurse.  A node is visited once if its dependencies are
-    numbered before it is reached (roots in a topological order: the graph's own order, as
-    dask makes its graphs), twice otherwise (a chain walked from its end).  A dependency missing from the graph raises
-    :class:`~ftdag.MissingDependencyError` (a ``ValueError``, as dask's "Missing
-    dependency"), a cycle :class:`~ftdag.CycleError`, as ``build()`` would.
+    numbered before it is reached (roots in a topological order, as :func:`_build_all` takes
+    them), twice otherwise (a chain walked from its end).  A dependency missing from the
+    graph raises :class:`~ftdag.MissingDependencyError` (a ``ValueError``, as dask's
+    "Missing dependency"), a cycle :class:`~ftdag.CycleError`, as ``build()`` would.
     """
     ids: dict[Hashable, int] = {}  # key -> id, given once its dependencies have theirs
     keys: list[Hashable] = []
@@ -237,7 +237,7 @@ def _build(graph: Mapping[Hashable, Any], roots: Iterable[Hashable], task_spec: 
     start, edges = array(INDEX, [0]), array(INDEX)
     fns: list[Any] = []
     values: list[Any] = []
-    # The nodes being expanded (each pushed by the one before: the path from a requested key)
+    # The nodes being expanded (each pushed by the one before: the path from a root)
     # -> their dependencies.  A node is always finished before the one that pushed it, so the
     # last entry is the next to finish, and a dependency found here closes a cycle.
     expanding: dict[Hashable, frozenset[Hashable]] = {}
