@@ -247,3 +247,40 @@ def test_a_late_share_keeps_the_stuck_tasks_dependents_waiting():
             seen.clear()
             assert ex.run(dag, ["end"])["end"] == 81 * 2 + 10 + 1 + 81
             assert seen == [162]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_plain_run_on_one_worker_runs_alone_in_the_one_worker_order(seed):
+    """One worker has no pool thread: a plain run goes alone through the tasks in the exact
+    order one worker takes them by rank (what a direct run would keep), and is never shared,
+    even when every stretch counts as slow."""
+    graph = random_graph(seed, 400, window=8)  # (over two stretches of _WINDOW tasks)
+    started = []
+    runs = []
+
+    def task(key):
+        def fn(*args):
+            started.append(key)
+            runs.append(pool._run)
+            return mix(key, *args)
+        return fn
+
+    dag = build_dag(graph, task)
+    outputs = list(graph)
+    slow = ftdag._alone._QUICK_S
+    with executor(1) as ex:
+        pool = ex._pool("threads")
+        ftdag._alone._QUICK_S = -1.0  # every stretch slow: a run that could be shared would be
+        try:
+            result = ex.run(dag, outputs)
+        finally:
+            ftdag._alone._QUICK_S = slow
+        run = runs[0]
+        order = [dag._keys[t] for t in run.plan.template.one_worker()[0]]
+        assert result.stats.backend == "threads" and result.stats.workers == 1
+    assert all(r is run for r in runs) and not run.direct and run.alone is False and run.pos == len(order)
+    assert started == order  # each task once, in the one-worker order
+    expected = evaluate(graph)
+    assert all(result[k] == expected[k] for k in outputs)
+    # ... which is the ready order's: by critical path, not by key, on this graph.
+    assert order != sorted(order)

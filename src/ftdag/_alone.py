@@ -11,6 +11,13 @@ their results stored and their inputs' consumer counts counted down; ``plan.task
 runs next, or is running.  The ready set and the remaining-dependency counts are not kept:
 :func:`share` computes them when the run stops being alone.
 
+The caller goes through ``run.order``: ``plan.tasks``, except on one worker
+(``max_workers=1``: there is no pool thread, so no task could ever run beside the caller's,
+``run.parallel`` is False, and the run is never shared), where it is
+``Plan.template.one_worker()``, the tasks in exactly the order one worker takes them from
+the ready order (the order a direct run keeps: :func:`ftdag._runstate.direct_order`), at
+the sequential backend's cost.  Below, ``plan.tasks`` stands for ``run.order``.
+
 It stops being alone (``run.alone = False``, for good) and becomes the shared run that the
 rest of :mod:`ftdag._threads` describes when another task could run beside the caller's
 (``Plan.template.free_after``: an O(1) test, on a table made once per plan by the first
@@ -50,9 +57,9 @@ A1. While ``run.alone``, only the caller runs tasks of the run, in plan order:
     counts) and moves ``pos`` under ``_lock``, after checking ``alone``; it frees dropped
     values after the lock (I5).  Between two tasks of a solo chain (I7) that follow each other
     in plan order it does not take the lock: those tasks count as running until the chain ends.
-A2. ``run.alone`` only goes from True to False, under ``_lock``: by :func:`share` (the
-    lookout, while the caller runs ``plan.tasks[pos]``; or the caller, between two tasks,
-    which then runs ``plan.tasks[pos]`` as a shared task), or by the caller when its task
+A2. ``run.alone`` only goes from True to False, under ``_lock``: by :func:`share`, only when
+    ``run.parallel`` (the lookout, while the caller runs ``plan.tasks[pos]``; or the caller,
+    between two tasks, which then runs ``plan.tasks[pos]`` as a shared task), or by the caller when its task
     failed or the run stopped (nothing more starts).  The caller sees a run shared by the
     lookout when its task (or solo chain) ends, and records it as a shared task
     (``ThreadPool._finish``).
@@ -94,6 +101,8 @@ def call_lookout(pool: ThreadPool) -> None:
 
 def could_share(run: _Run) -> bool:
     """Whether another task could run beside ``plan.tasks[run.pos]`` (see the module docstring)."""
+    if not run.parallel:
+        return False
     pos = run.pos
     tasks = run.plan.tasks
     return pos < len(tasks) and run.plan.template.free_after()[pos] < tasks[pos]
@@ -171,7 +180,7 @@ def run_alone(
     lock = pool._lock
     plan = run.plan
     dag = plan.dag
-    tasks, consumers = plan.tasks, plan.consumers
+    tasks, consumers = run.order, plan.consumers
     n = len(tasks)
     fns, values, steps = run.fns, run.values, run.steps
     start, dep_ids = dag._dep_start, dag._dep_ids
@@ -258,7 +267,7 @@ def run_alone(
                     slow = False
                 elif not slow:
                     slow = True
-                elif run.plan.template.free_after()[pos] < tasks[pos]:  # two slow stretches in a row
+                elif run.parallel and run.plan.template.free_after()[pos] < tasks[pos]:  # two slow stretches in a row
                     with lock:
                         if run.alone and not run.stopped:
                             share(pool, run, pool._caller_slot)  # (A2)

@@ -23,6 +23,7 @@ Counting conventions, shared by all schedulers:
 
 from __future__ import annotations
 
+import heapq
 import threading
 from array import array
 from collections.abc import Hashable, Iterable, Sequence
@@ -55,7 +56,8 @@ class _Template:
     """
 
     __slots__ = ("dag", "outputs", "tasks", "initial", "executed", "remaining", "consumers", "scheduled", "ordered",
-                 "guarded", "heap", "_rank", "_order", "_solo", "_free_after", "_parallel", "_steps", "_given", "_lock")
+                 "guarded", "heap", "_rank", "_order", "_solo", "_free_after", "_parallel", "_steps", "_one", "_given",
+                 "_lock")
 
     def __init__(self, dag: Dag, output_ids: list[int], given: frozenset[int] = frozenset()) -> None:
         fns = dag._fns
@@ -125,6 +127,7 @@ class _Template:
         self._free_after: array | None = None
         self._steps: bytes | None = None  # solo links from a task to the next in order (steps())
         self._parallel = True  # (with _steps) not one chain
+        self._one: tuple[array, bytes] | None = None  # one_worker()
         self._given = given
         self._lock = threading.Lock()
 
@@ -159,6 +162,34 @@ class _Template:
                 if self._free_after is None:
                     self._free_after = free_after(self.dag, self.tasks)
         return self._free_after
+
+    def one_worker(self) -> tuple[array, bytes]:
+        """``(order, steps)`` for a run on one worker that goes through ``order`` as
+        :mod:`ftdag._alone` goes through ``tasks``, computed once: ``order`` is the tasks in
+        exactly the order one worker starts them, taking the first ready task in the ready
+        order (:meth:`ranks`) each time; ``steps[p]`` is 1 when ``order[p] -> order[p + 1]``
+        is a solo link (:meth:`links`), else 0.  ``order`` is topological, like ``tasks``."""
+        if self._one is None:
+            ranked, rank = self.ranks()
+            solo = self.links()
+            with self._lock:
+                if self._one is None:
+                    nxt_start, nxt_ids = self.dag._next_start, self.dag._next_ids
+                    remaining = self.remaining[:]
+                    heap = [rank[t] for t in self.initial]
+                    heapq.heapify(heap)
+                    order = array(INDEX)
+                    while heap:
+                        t = ranked[heapq.heappop(heap)]
+                        order.append(t)
+                        for u in nxt_ids[nxt_start[t]:nxt_start[t + 1]]:
+                            left = remaining[u] - 1
+                            remaining[u] = left
+                            if not left:  # (never for a node outside the plan: NOT_PLANNED)
+                                heapq.heappush(heap, rank[u])
+                    steps = bytes(map(int.__eq__, map(solo.__getitem__, order[:-1]), order[1:])) + b"\0"
+                    self._one = (order, steps)
+        return self._one
 
     def steps(self) -> tuple[bytes, bool]:
         """``(steps, parallel)`` for a run that goes through ``tasks`` in order

@@ -208,11 +208,12 @@ class _Run(RunState):
 
     __slots__ = (
         "fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals", "ctx",
-        "solo", "plain", "fifo", "direct", "admission", "alone", "pos", "parallel", "steps",
+        "solo", "plain", "fifo", "direct", "admission", "alone", "pos", "parallel", "steps", "order",
     )
 
-    parallel: bool  # alone: the plan is not one chain (Plan.template.steps(), ftdag._alone)
-    steps: bytes  # alone: 1 where plan.tasks[p] -> plan.tasks[p + 1] is a solo link
+    order: Sequence[int]  # alone: the tasks in the order the caller runs them (ftdag._alone)
+    parallel: bool  # alone: another task could ever run beside the caller's (ftdag._alone)
+    steps: bytes  # alone: 1 where order[p] -> order[p + 1] is a solo link
 
     def __init__(
         self, plan: Plan, workers: int, cap: int, bound: int, ctx: RunContext | None = None,
@@ -223,7 +224,9 @@ class _Run(RunState):
         # at the slots and link nothing: every task is taken straight from ``ready`` by a free
         # slot, so it starts in ready order, and is admitted (``admission``, ftdag._admission)
         # only when it is about to run (see ftdag._runstate).
-        self.direct = direct_order(template, workers)
+        # (A plain run on one worker is not direct here: it runs alone in the very order
+        # direct_order keeps, one_worker()'s, at the sequential backend's cost.)
+        self.direct = direct_order(template, workers) and (ctx is not None or workers > 1)
         # Whether _serve finishes a successful task inline (module docstring "Hot path").
         self.plain = ctx is None and not self.direct
         # The caller runs it alone, in plan order, until another task could run beside its own
@@ -231,9 +234,14 @@ class _Run(RunState):
         # and ``queues`` stay empty, and ``pos`` says how far it got.
         self.alone = self.plain
         super().__init__(plan, bound, not self.alone)
-        self.pos = 0  # alone: plan.tasks[:pos] have finished (ftdag._alone, A1)
+        self.pos = 0  # alone: order[:pos] have finished (ftdag._alone, A1)
         if self.alone:
-            self.steps, self.parallel = template.steps()
+            if workers == 1 and template.heap:  # one worker, no pool thread: never shared
+                self.order, self.steps = template.one_worker()
+                self.parallel = False
+            else:  # plan order: topological ids, ascending (what share() counts on)
+                self.order = plan.tasks
+                self.steps, self.parallel = template.steps()
         self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
         self.admission = admission
         self.fifo = template.heap  # a slot runs its own queue oldest first: in ready order
