@@ -113,7 +113,9 @@ def direct_order(template: _Template, workers: int) -> bool:
     """Whether a run takes every task straight from ``ready``, in ready order, with nothing
     queued at the workers and no chain links: when a planned task has a priority or a cost
     (ordered) or resources or access sets (guarded), and when the order is a heap and there
-    is one worker, so that a single worker starts tasks exactly in the ready order."""
+    is one worker, so that a single worker starts tasks exactly in the ready order.  (The
+    thread backend runs a plain run on one worker alone instead, in that same order:
+    :meth:`ftdag._plan._Template.one_worker`.)"""
     return template.ordered or template.guarded or (template.heap and workers == 1)
 
 

@@ -229,9 +229,9 @@ class _Run(RunState):
         self.direct = direct_order(template, workers) and (ctx is not None or workers > 1)
         # Whether _serve finishes a successful task inline (module docstring "Hot path").
         self.plain = ctx is None and not self.direct
-        # The caller runs it alone, in plan order, until another task could run beside its own
-        # and its tasks prove slow or it gets stuck (ftdag._alone, A1-A3); meanwhile ``ready``
-        # and ``queues`` stay empty, and ``pos`` says how far it got.
+        # The caller runs it alone, in plan order (on one worker, one_worker()'s), until another
+        # task could run beside its own and its tasks prove slow or it gets stuck (ftdag._alone,
+        # A1-A3); meanwhile ``ready`` and ``queues`` stay empty, and ``pos`` says how far it got.
         self.alone = self.plain
         super().__init__(plan, bound, not self.alone)
         self.pos = 0  # alone: order[:pos] have finished (ftdag._alone, A1)
