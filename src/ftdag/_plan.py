@@ -187,8 +187,7 @@ class _Template:
                             remaining[u] = left
                             if not left:  # (never for a node outside the plan: NOT_PLANNED)
                                 heapq.heappush(heap, rank[u])
-                    steps = bytes(map(int.__eq__, map(solo.__getitem__, order[:-1]), order[1:])) + b"\0"
-                    self._one = (order, steps)
+                    self._one = (order, _steps(solo, order))
         return self._one
 
     def steps(self) -> tuple[bytes, bool]:
@@ -201,10 +200,15 @@ class _Template:
             with self._lock:
                 if self._steps is None:
                     tasks = self.tasks
-                    steps = bytes(map(int.__eq__, map(solo.__getitem__, tasks[:-1]), tasks[1:])) + b"\0"
+                    steps = _steps(solo, tasks)
                     self._parallel = steps.count(1) < len(tasks) - 1
                     self._steps = steps
         return self._steps, self._parallel
+
+
+def _steps(solo: array, order: array) -> bytes:
+    """``steps[p]`` = 1 when ``order[p] -> order[p + 1]`` is a solo link (``solo``, by id), else 0."""
+    return bytes(map(int.__eq__, map(solo.__getitem__, order[:-1]), order[1:])) + b"\0"
 
 
 def _every_sink(dag: Dag, outputs: frozenset[int]) -> bool:
