@@ -56,8 +56,8 @@ class _Template:
     """
 
     __slots__ = ("dag", "outputs", "tasks", "initial", "executed", "remaining", "consumers", "scheduled", "ordered",
-                 "guarded", "heap", "_rank", "_order", "_solo", "_free_after", "_parallel", "_steps", "_one", "_given",
-                 "_lock")
+                 "guarded", "heap", "_rank", "_order", "_solo", "_free_after", "_parallel", "_steps", "_one", "_alone",
+                 "_given", "_lock")
 
     def __init__(self, dag: Dag, output_ids: list[int], given: frozenset[int] = frozenset()) -> None:
         fns = dag._fns
@@ -128,6 +128,7 @@ class _Template:
         self._steps: bytes | None = None  # solo links from a task to the next in order (steps())
         self._parallel = True  # (with _steps) not one chain
         self._one: tuple[array, bytes] | None = None  # one_worker()
+        self._alone: tuple[int, array, bytes, bool, array] | None = None  # alone(), for the last worker count asked
         self._given = given
         self._lock = threading.Lock()
 
@@ -204,6 +205,24 @@ class _Template:
                     self._parallel = steps.count(1) < len(tasks) - 1
                     self._steps = steps
         return self._steps, self._parallel
+
+    def alone(self, workers: int) -> tuple[int, array, bytes, bool, array]:
+        """``(workers, order, steps, parallel, solo)`` for a plain thread run on ``workers``
+        slots, which starts alone (:mod:`ftdag._alone`): on one worker ``order, steps`` are
+        :meth:`one_worker`'s and ``parallel`` is False (no task can ever run beside the
+        caller's), else ``order`` is ``tasks`` and ``steps, parallel`` are :meth:`steps`';
+        ``solo`` is :meth:`links`.  Kept for the last ``workers`` asked, so that a run reads
+        one field instead of asking four methods."""
+        shape = self._alone
+        if shape is None or shape[0] != workers:  # (two pools of other sizes may race here: either tuple is right)
+            if workers == 1 and self.heap:
+                order, steps = self.one_worker()
+                parallel = False
+            else:  # plan order: topological ids, ascending (what ftdag._alone.share counts on)
+                order = self.tasks
+                steps, parallel = self.steps()
+            shape = self._alone = (workers, order, steps, parallel, self.links())
+        return shape
 
 
 def _steps(solo: array, order: array) -> bytes:

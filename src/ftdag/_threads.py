@@ -220,45 +220,42 @@ class _Run(RunState):
         admission: Admission | None = None,
     ) -> None:
         template = plan.template
-        # Ordered and guarded runs (both have a context), and ranked runs on one slot, queue nothing
-        # at the slots and link nothing: every task is taken straight from ``ready`` by a free
-        # slot, so it starts in ready order, and is admitted (``admission``, ftdag._admission)
-        # only when it is about to run (see ftdag._runstate).
-        # (A plain run on one worker is not direct here: it runs alone in the very order
-        # direct_order keeps, one_worker()'s, at the sequential backend's cost.)
-        self.direct = direct_order(template, workers) and (ctx is not None or workers > 1)
-        # Whether _serve finishes a successful task inline (module docstring "Hot path").
-        self.plain = ctx is None and not self.direct
-        # The caller runs it alone, in plan order (on one worker, one_worker()'s), until another
-        # task could run beside its own and its tasks prove slow or it gets stuck (ftdag._alone,
-        # A1-A3); meanwhile ``ready`` and ``queues`` stay empty, and ``pos`` says how far it got.
-        self.alone = self.plain
-        super().__init__(plan, bound, not self.alone)
-        self.pos = 0  # alone: order[:pos] have finished (ftdag._alone, A1)
-        if self.alone:
-            if workers == 1 and template.heap:  # one worker, no pool thread: never shared
-                self.order, self.steps = template.one_worker()
-                self.parallel = False
-            else:  # plan order: topological ids, ascending (what share() counts on)
-                self.order = plan.tasks
-                self.steps, self.parallel = template.steps()
         self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
         self.admission = admission
         self.fifo = template.heap  # a slot runs its own queue oldest first: in ready order
-        # The solo links (I7): none in a run with a context, or a direct one.
-        self.solo = template.links() if self.plain else _no_links(len(plan.values))
-        self.fns: Sequence[Callable[..., Any] | None] = plan.dag._fns  # by node id; None for a source
-        if ctx is not None:  # each task's function wrapped in its attempt: context, timeout, store
-            self.fns = attempts(ctx, plan, self.halted)
-        # One deque per slot (I2); made by ftdag._alone.share for a run that starts alone.
-        self.queues: list[deque[int]] = [] if self.alone else [deque() for _ in range(workers)]
         self.cap = cap  # I2
-        self.done = not self.pending  # nothing more will happen: the caller may return
+        self.pos = 0  # alone: order[:pos] have finished (ftdag._alone, A1)
         self.freeing = 0  # threads freeing values this run dropped (outside the lock, I5)
         self.interrupted = False  # Ctrl-C reached the caller (set by ftdag._interrupts)
         self.caller_waiting = False  # the caller sleeps on bell (module docstring)
         self.bell: threading.Lock | None = None  # made when the caller first waits; held unless rung
         self.steals = 0
+        if ctx is None:
+            # A plain run (ThreadPool.run's callers give every ordered or guarded plan a
+            # context): _serve finishes its successful tasks inline (module docstring "Hot
+            # path"), and the caller runs it alone, in ``order``, until another task could run
+            # beside its own and its tasks prove slow or it gets stuck (ftdag._alone, A1-A3);
+            # meanwhile ``ready`` and ``queues`` stay empty, and ``pos`` says how far it got.
+            # (On one worker ``order`` is one_worker()'s, the very order a direct run keeps,
+            # at the sequential backend's cost, and it is never shared.)
+            self.direct = False
+            self.plain = self.alone = True
+            _, self.order, self.steps, self.parallel, self.solo = template.alone(workers)  # solo: I7
+            self.fns: Sequence[Callable[..., Any] | None] = plan.dag._fns  # by node id; None for a source
+            self.queues: list[deque[int]] = []  # one per slot (I2), made by ftdag._alone.share
+            super().__init__(plan, bound, False)
+        else:
+            # Ordered and guarded runs, and ranked runs on one slot, queue nothing at the slots:
+            # every task is taken straight from ``ready`` by a free slot, so it starts in ready
+            # order, and is admitted (``admission``, ftdag._admission) only when it is about to
+            # run (see ftdag._runstate).  A run with a context links nothing (I7).
+            self.direct = direct_order(template, workers)
+            self.plain = self.alone = False
+            self.solo = _no_links(len(plan.values))
+            self.fns = attempts(ctx, plan, self.halted)  # each task's function in its attempt: context, timeout, store
+            self.queues = [deque() for _ in range(workers)]
+            super().__init__(plan, bound, True)
+        self.done = not self.pending  # nothing more will happen: the caller may return
 
     def halted(self) -> bool:
         """Whether a task of this run should stop early (``current_task().cancelled``)."""
@@ -318,21 +315,25 @@ class ThreadPool:
         task's ``BaseException``).  With ``ctx``, failures are the context's to report
         (:mod:`ftdag._context`); only a ``BaseException`` is raised here."""
         with self._run_lock:
-            outer, outer_slot = current_pool(), getattr(_local, "slot", 0)
+            outer = getattr(_local, "pool", None)
             _local.pool = self  # from here on, close() or run() on this thread cannot wait for us
-            _local.slot = self._caller_slot
             try:
-                if self._closing:
-                    raise RuntimeError("this executor is closed")
-                if self._crash is not None:
-                    self._check_crash()
-                if not self._started:
-                    self._start_threads()
+                if self._closing or self._crash is not None or not self._started:
+                    self._prepare()
                 run = _Run(plan, self.workers, self._cap, self._bound, ctx, admission)
-                if not run.done:
+                if run.done:
+                    pass
+                elif ctx is None:
                     self._run_as_caller(run)
+                else:  # the slot that the context's callbacks name for the caller's tasks
+                    outer_slot = getattr(_local, "slot", 0)
+                    _local.slot = self._caller_slot
+                    try:
+                        self._run_as_caller(run)
+                    finally:
+                        _local.slot = outer_slot
             finally:
-                _local.pool, _local.slot = outer, outer_slot
+                _local.pool = outer
         if self._crash is not None:
             self._check_crash()
         if run.error is not None:
@@ -340,6 +341,16 @@ class ThreadPool:
         if ctx is not None:
             ctx.drop_timers()
         return run.counters(self.workers, run.steals)
+
+    def _prepare(self) -> None:
+        """Before a run: refuse it if the pool is closed or crashed; start the pool threads
+        if they are not all running."""
+        if self._closing:
+            raise RuntimeError("this executor is closed")
+        if self._crash is not None:
+            self._check_crash()
+        if not self._started:
+            self._start_threads()
 
     def _run_as_caller(self, run: _Run) -> None:
         """Drive ``run`` on this thread; abandon it if anything (Ctrl-C) escapes."""
