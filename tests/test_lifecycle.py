@@ -447,6 +447,38 @@ def test_ctrl_c_stops_the_run_before_the_interrupted_task_unwinds():
 
 
 @pytest.mark.timeout(60)
+def test_ctrl_c_stops_every_run_the_main_thread_drives():
+    """A task on the main thread drives a run of another executor: SIGINT stops both runs
+    before the interrupted inner task unwinds, the outer one included."""
+    require_main_thread()
+    gate = Gate()
+    seen: dict = {}
+    with threads(2) as outer_ex, threads(2) as inner_ex:
+
+        def inner(i):
+            try:
+                gate.wait(("inner", i))  # on the main thread: SIGINT raises KeyboardInterrupt here
+            finally:
+                seen["outer"] = outer_ex._threads.state().stopped
+                seen["inner"] = inner_ex._threads.state().stopped
+            return i
+
+        inner_dag, _ = independent(1, inner)
+        outer_dag, _ = independent(1, lambda i: inner_ex.run(inner_dag, ["t0"])["t0"])
+        main = threading.main_thread().ident
+        killer = threading.Thread(target=lambda: (gate.wait_for_arrivals(1, TIMEOUT), signal.pthread_kill(main, signal.SIGINT)))
+        killer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                outer_ex.run(outer_dag, ["t0"])
+        finally:
+            gate.open()
+            killer.join(TIMEOUT)
+        assert seen == {"outer": True, "inner": True}
+        assert outer_ex.run(outer_dag, ["t0"])["t0"] == 0  # both executors still usable
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_ctrl_c_swallowed_by_a_finalizer_still_ends_the_run():
     require_main_thread()
@@ -514,7 +546,7 @@ def test_the_ctrl_c_guard_wraps_the_handler_in_force_until_close():
             assert ex.run(dag, outputs)["t2"] == 2
             # Installed by the run and left in place: it wraps the handler that was in force.
             assert signal.getsignal(signal.SIGINT) is _interrupts.GUARD
-            assert _interrupts.GUARD.previous is first and _interrupts.GUARD.runs == []
+            assert _interrupts.GUARD.previous is first and _interrupts._main_runs() == []
             _sigint_self_and_wait(seen, 1)  # between runs: the wrapped handler, which does not raise
             assert seen == [("first", signal.SIGINT)]
             # A handler installed over the guard is respected, and the next run wraps it.
@@ -628,7 +660,7 @@ def test_a_crash_before_the_run_is_published_starts_none_of_it(monkeypatch):
     require_main_thread()
     from ftdag import _threads
 
-    real_check_done, real_drive = _threads.ThreadPool._check_done, _threads.ThreadPool._drive
+    real_check_done, real_run_alone = _threads.ThreadPool._check_done, _threads.run_alone
     gate = Gate()
     started: list = []
 
@@ -648,13 +680,13 @@ def test_a_crash_before_the_run_is_published_starts_none_of_it(monkeypatch):
         killer.join(TIMEOUT)
         pool = ex._threads
 
-        def drive(self, run, main):
+        def run_alone(pool_, run, main):  # a plain run starts alone: run_alone publishes it
             gate.open()  # the pool threads' tasks end, and their finish crashes ...
             pool.wait_for_state(lambda s: pool._crash is not None, TIMEOUT)
-            return real_drive(self, run, main)  # ... after run() checked, before publishing
+            return real_run_alone(pool_, run, main)  # ... after run() checked, before publishing
 
         monkeypatch.setattr(_threads.ThreadPool, "_check_done", check_done)
-        monkeypatch.setattr(_threads.ThreadPool, "_drive", drive)
+        monkeypatch.setattr(_threads, "run_alone", run_alone)
         with pytest.raises(RuntimeError, match="crashed"):
             ex.run(second, outputs)
         assert started == []

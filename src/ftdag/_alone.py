@@ -89,6 +89,7 @@ _WINDOW = 64  # a stretch ends after this many tasks, or _WINDOW_S: then the cal
 _WINDOW_S = 200e-6
 _TICK = 8  # tasks between two reads of the clock (at least: a solo chain may pass more)
 _NEVER = float("inf")
+CTRL_C = (KeyboardInterrupt,)  # what abandons a run when a task on the main thread raises it
 
 
 def call_lookout(pool: ThreadPool) -> None:
@@ -162,10 +163,10 @@ def share(pool: ThreadPool, run: _Run, w: int) -> None:
     pool._dispatch(run, w)
 
 
-def run_alone(
-    pool: ThreadPool, run: _Run, garbage: list[Any], ctrl_c: tuple[type[BaseException], ...],
-) -> tuple[int, bool]:
-    """The caller runs ``plan.tasks`` in order, from ``run.pos``, while ``run`` is alone.
+def run_alone(pool: ThreadPool, run: _Run, main: bool) -> tuple[int, bool]:
+    """The caller starts ``run`` (publishes it as ``pool._run``, calls a lookout if the run
+    could use one), then runs ``plan.tasks`` in order while the run is alone.  ``main``: the
+    caller is the main thread (so a ``KeyboardInterrupt`` in a task abandons the run).
 
     Returns what the caller's loop (``ThreadPool._drive``) needs next: ``(task, over)`` where
     ``task`` is a task to run shared (``_serve``), or ``NO_TASK`` with ``over`` telling if the
@@ -178,6 +179,22 @@ def run_alone(
     :func:`_leave` and behind the clock, read every ``_TICK`` tasks.
     """
     lock = pool._lock
+    with lock:
+        old, pool._run = pool._run, run  # an abandoned run is freed below, not under the lock
+        crashed = pool._crash is not None  # a thread crashed since run() looked: start nothing
+        if crashed:
+            run.alone = False
+            pool._caller_idle(run)  # (it stops and ends the run)
+        else:
+            pool._progress += 1  # a lookout measures the time the caller is stuck from here
+            run.in_flight = run.peak_in_flight = 1
+            if run.parallel:
+                call_lookout(pool)
+    del old  # (the run it replaced, freed here, outside the lock)
+    if crashed:
+        return NO_TASK, True
+    ctrl_c = CTRL_C if main else ()  # what abandons the run when a task raises it
+    garbage: list[Any] = []  # values dropped under the lock, freed after it (I5)
     plan = run.plan
     dag = plan.dag
     tasks, consumers = run.order, plan.consumers
@@ -212,7 +229,7 @@ def run_alone(
                 result = None
                 with lock:
                     task, over = _leave(pool, run, task, None, exc, p - pos, garbage)
-                return _after(pool, run, task, over, garbage)
+                return _after(pool, run, task, over, garbage) if garbage else (task, over)
             if not steps[p] or run.stopped:
                 break
             values[task] = result  # a solo link: nobody else reads or writes these (I7)
@@ -276,19 +293,21 @@ def run_alone(
                     # the loop runs it and _leave records it.)
                 began, first, fastest = now, pos, _NEVER
     result = None
-    return _after(pool, run, task, over, garbage)
+    if garbage:
+        return _after(pool, run, task, over, garbage)
+    return task, over
 
 
 def _after(pool: ThreadPool, run: _Run, task: int, over: bool, garbage: list[Any]) -> tuple[int, bool]:
-    """:func:`run_alone`'s answer once it stops: free what it dropped (outside the lock, I5),
-    then, if that was all that kept the run from being over, let the caller see it is."""
-    if garbage:
-        garbage.clear()
-        if task == NO_TASK and not over:
-            with pool._lock:
-                pool._check_done(run)
-                over = pool._caller_idle(run)
-    return task, over
+    """:func:`run_alone`'s answer once it stops, when it dropped values: free them (outside
+    the lock, I5), then, if that was all that kept the run from being over, let the caller
+    see it is."""
+    garbage.clear()
+    if over or task != NO_TASK:
+        return task, over
+    with pool._lock:
+        pool._check_done(run)
+        return task, pool._caller_idle(run)
 
 
 def _leave(

@@ -120,9 +120,9 @@ when they finish).
 
 Ctrl-C
 ------
-Signals reach only the main thread.  When it is the caller, the Ctrl-C guard
-(:mod:`ftdag._interrupts`) sets the run's ``stopped`` and ``interrupted`` before
-``KeyboardInterrupt`` raises, and the caller waits on ``bell`` in slices
+Signals reach only the main thread.  When it is the caller (``_Run.on_main``), the Ctrl-C
+guard (:mod:`ftdag._interrupts`, which finds the run through :meth:`ThreadPool.main_run`)
+sets the run's ``stopped`` and ``interrupted`` before ``KeyboardInterrupt`` raises, and the caller waits on ``bell`` in slices
 of ``_SIGNAL_SLICE_S`` (a SIGINT that lands just before a lock wait does not interrupt it:
 CPython's locks have no self-pipe), and ``KeyboardInterrupt`` may surface anywhere in its
 loop, a task it is running included.  Then the run is *abandoned*: ``stopped`` is set first
@@ -166,7 +166,7 @@ from typing import Any, NamedTuple
 
 from . import _interrupts as interrupts
 from ._admission import Admission
-from ._alone import _LOOKOUT_S, _QUICK_S, _STUCK_LOOKS, CALLED, NO_SLOT, call_lookout, could_share, run_alone, share
+from ._alone import _LOOKOUT_S, _QUICK_S, _STUCK_LOOKS, CALLED, CTRL_C, NO_SLOT, could_share, run_alone, share
 from ._arrays import INDEX
 from ._attempt import SaveFailed, attempts
 from ._context import CONTINUE, RETRY_NOW, STOP, RunContext, TaskContext, register_frame, thread_state
@@ -208,7 +208,7 @@ class _Run(RunState):
 
     __slots__ = (
         "fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals", "ctx",
-        "solo", "plain", "fifo", "direct", "admission", "alone", "pos", "parallel", "steps", "order",
+        "solo", "plain", "fifo", "direct", "admission", "alone", "pos", "parallel", "steps", "order", "on_main",
     )
 
     order: Sequence[int]  # alone: the tasks in the order the caller runs them (ftdag._alone)
@@ -230,6 +230,7 @@ class _Run(RunState):
         self.caller_waiting = False  # the caller sleeps on bell (module docstring)
         self.bell: threading.Lock | None = None  # made when the caller first waits; held unless rung
         self.steals = 0
+        self.on_main = False  # driven by the main thread (set by its caller; ftdag._interrupts)
         if ctx is None:
             # A plain run (ThreadPool.run's callers give every ordered or guarded plan a
             # context): _serve finishes its successful tasks inline (module docstring "Hot
@@ -307,6 +308,7 @@ class ThreadPool:
         # starts leaves nothing unknown: _start_threads replaces what is not running on the next
         # run, and a replaced thread that started after all exits at once (_work).
         self._threads: list[threading.Thread | None] = [None] * self._caller_slot
+        interrupts.watch(self)  # so that Ctrl-C stops the runs the main thread drives here
 
     # -- the caller's side ----------------------------------------------------------------------
 
@@ -317,23 +319,36 @@ class ThreadPool:
         with self._run_lock:
             outer = getattr(_local, "pool", None)
             _local.pool = self  # from here on, close() or run() on this thread cannot wait for us
+            if ctx is not None:  # the slot that the context's callbacks name for the caller's tasks
+                outer_slot = getattr(_local, "slot", 0)
+                _local.slot = self._caller_slot
             try:
                 if self._closing or self._crash is not None or not self._started:
                     self._prepare()
                 run = _Run(plan, self.workers, self._cap, self._bound, ctx, admission)
-                if run.done:
-                    pass
-                elif ctx is None:
-                    self._run_as_caller(run)
-                else:  # the slot that the context's callbacks name for the caller's tasks
-                    outer_slot = getattr(_local, "slot", 0)
-                    _local.slot = self._caller_slot
+                if not run.done:  # the caller drives it; anything that escapes (Ctrl-C) abandons it
+                    main = run.on_main = threading.get_ident() == _main_ident
+                    if main:
+                        interrupts.arm()  # (the guard finds the run through main_run())
                     try:
-                        self._run_as_caller(run)
-                    finally:
-                        _local.slot = outer_slot
+                        if run.alone:  # it starts alone (ftdag._alone); it comes to _drive only if shared
+                            task, over = run_alone(self, run, main)
+                        else:
+                            task, over = self._start(run)
+                        if not over:
+                            self._drive(run, main, task)
+                        if run.interrupted:  # a Ctrl-C that a finalizer swallowed
+                            raise KeyboardInterrupt
+                    except BaseException:
+                        run.stopped = True  # first, without the lock: no thread starts a task of it now
+                        with self._lock:
+                            self._stop(run)
+                            self._end(run)
+                        raise
             finally:
                 _local.pool = outer
+                if ctx is not None:
+                    _local.slot = outer_slot
         if self._crash is not None:
             self._check_crash()
         if run.error is not None:
@@ -352,47 +367,27 @@ class ThreadPool:
         if not self._started:
             self._start_threads()
 
-    def _run_as_caller(self, run: _Run) -> None:
-        """Drive ``run`` on this thread; abandon it if anything (Ctrl-C) escapes."""
-        main = threading.get_ident() == _main_ident
-        guarded = main and interrupts.enter(run)
-        try:
-            self._drive(run, main)
-            if run.interrupted:  # a Ctrl-C that a finalizer swallowed
-                raise KeyboardInterrupt
-        except BaseException:
-            run.stopped = True  # first, without the lock: no thread starts a task of it now
-            with self._lock:
-                self._stop(run)
-                self._end(run)
-            raise
-        finally:
-            if guarded:
-                interrupts.leave(run)
-
-    def _drive(self, run: _Run, main: bool) -> None:
-        """The caller's loop: run tasks as slot ``_caller_slot`` until ``run`` is over."""
-        lock, c = self._lock, self._caller_slot
-        garbage: list[Any] = []
-        slice_s = _SIGNAL_SLICE_S if main else -1
-        ctrl_c = (KeyboardInterrupt,) if main else ()  # what abandons the run when a task raises it
-        with lock:
+    def _start(self, run: _Run) -> tuple[int, bool]:
+        """Start ``run``, which is not alone: publish it and take a task for the caller
+        (waking pool threads for the rest).  Returns ``(task, over)`` as
+        :func:`ftdag._alone.run_alone` does."""
+        with self._lock:
             old, self._run = self._run, run  # an abandoned run is freed below, not under the lock
             if self._crash is not None:  # a thread crashed since run() looked: start nothing
                 self._stop(run)
-            if run.alone and not run.stopped:  # the caller runs the tasks in plan order; nobody is woken
-                self._progress += 1  # a lookout measures the time the caller is stuck from here
-                run.in_flight = run.peak_in_flight = 1
-                if run.parallel:
-                    call_lookout(self)
-                task, over = NO_TASK, False
-            else:
-                run.alone = False
-                task = self._take(run, c)  # (it dispatches what it leaves ready, waking pool threads for it)
-                over = task == NO_TASK and self._caller_idle(run)
+            task = self._take(run, self._caller_slot)  # (it dispatches what it leaves ready, waking pool threads for it)
+            over = task == NO_TASK and self._caller_idle(run)
         del old
-        if run.alone:
-            task, over = run_alone(self, run, garbage, ctrl_c)
+        return task, over
+
+    def _drive(self, run: _Run, main: bool, task: int) -> None:
+        """The caller's loop: run ``task`` (if not ``NO_TASK``), then tasks it takes as slot
+        ``_caller_slot``, sleeping on its bell while there is none, until ``run`` is over."""
+        lock, c = self._lock, self._caller_slot
+        over = False
+        garbage: list[Any] = []
+        ctrl_c = CTRL_C if main else ()  # what abandons the run when a task raises it
+        slice_s = _SIGNAL_SLICE_S if main else -1
         while not over:
             if run.interrupted:
                 raise KeyboardInterrupt  # the handler stopped the run; a finalizer swallowed the raise
@@ -426,6 +421,12 @@ class ThreadPool:
         if self._watchers:
             self._changed.notify_all()  # the caller's slot is idle
         return False
+
+    def main_run(self) -> _Run | None:
+        """The run in progress that the main thread drives, if any (for the Ctrl-C guard,
+        :mod:`ftdag._interrupts`, on the main thread)."""
+        run = self._run
+        return run if run is not None and run.on_main else None
 
     def _end(self, run: _Run) -> None:
         """``run`` is over or abandoned: unpublish it.  With ``_lock`` held."""
