@@ -244,7 +244,7 @@ class _Run(RunState):
             _, self.order, self.steps, self.parallel, self.solo = template.alone(workers)  # solo: I7
             self.fns: Sequence[Callable[..., Any] | None] = plan.dag._fns  # by node id; None for a source
             self.queues: list[deque[int]] = []  # one per slot (I2), made by ftdag._alone.share
-            super().__init__(plan, bound, False)
+            RunState.__init__(self, plan, bound, False)  # (not super(): this is a per-run cost)
         else:
             # Ordered and guarded runs, and ranked runs on one slot, queue nothing at the slots:
             # every task is taken straight from ``ready`` by a free slot, so it starts in ready
@@ -255,7 +255,7 @@ class _Run(RunState):
             self.solo = _no_links(len(plan.values))
             self.fns = attempts(ctx, plan, self.halted)  # each task's function in its attempt: context, timeout, store
             self.queues = [deque() for _ in range(workers)]
-            super().__init__(plan, bound, True)
+            RunState.__init__(self, plan, bound, True)
         self.done = not self.pending  # nothing more will happen: the caller may return
 
     def halted(self) -> bool:
