@@ -284,3 +284,42 @@ def test_a_plain_run_on_one_worker_runs_alone_in_the_one_worker_order(seed):
     assert all(result[k] == expected[k] for k in outputs)
     # ... which is the ready order's: by critical path, not by key, on this graph.
     assert order != sorted(order)
+
+
+def test_one_dag_on_one_then_two_then_one_worker_takes_each_pools_order():
+    """A template keeps the alone order of the last worker count asked (``_Template.alone``):
+    a Dag run on one worker, then on two (every stretch slow, so the caller shares the run,
+    which counts on plan order), then on one again, goes through each pool's own order, and
+    every task runs once each time."""
+    graph = random_graph(1, 400, window=8)
+    outputs = list(graph)
+    expected = evaluate(graph)
+    started: list = []
+    runs: list = []
+
+    def task(key):
+        def fn(*args):
+            started.append(key)
+            runs.append(ftdag._threads.current_pool()._run)
+            return mix(key, *args)
+        return fn
+
+    dag = build_dag(graph, task)
+    slow = ftdag._alone._QUICK_S
+    with executor(1) as one, executor(2) as two:
+        for ex, workers in ((one, 1), (two, 2), (one, 1)):
+            started.clear()
+            runs.clear()
+            ftdag._alone._QUICK_S = -1.0  # every stretch slow: a run that can be shared is
+            try:
+                result = ex.run(dag, outputs)
+            finally:
+                ftdag._alone._QUICK_S = slow
+            run = runs[0]
+            template = run.plan.template
+            order = template.one_worker()[0] if workers == 1 else template.tasks
+            assert list(run.order) == list(order), workers
+            assert sorted(started) == sorted(k for k in outputs if graph[k] is not None), workers
+            assert len(started) == len(set(started)), workers  # each task once
+            assert all(result[k] == expected[k] for k in outputs), workers
+            assert bool(run.queues) == (workers == 2), workers  # shared on two workers only
