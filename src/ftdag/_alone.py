@@ -59,10 +59,10 @@ A1. While ``run.alone``, only the caller runs tasks of the run, in plan order:
     in plan order it does not take the lock: those tasks count as running until the chain ends.
 A2. ``run.alone`` only goes from True to False, under ``_lock``: by :func:`share`, only when
     ``run.parallel`` (the lookout, while the caller runs ``plan.tasks[pos]``; or the caller,
-    between two tasks, which then runs ``plan.tasks[pos]`` as a shared task), or by the caller when its task
-    failed or the run stopped (nothing more starts).  The caller sees a run shared by the
-    lookout when its task (or solo chain) ends, and records it as a shared task
-    (``ThreadPool._finish``).
+    between two tasks, which then runs ``plan.tasks[pos]`` as a shared task), or by the
+    caller when its task failed or the run stopped (nothing more starts).  The caller sees a
+    run shared by the lookout when its task (or solo chain) ends, and records it as a shared
+    task (``ThreadPool._finish``).
 A3. ``_lookout`` is ``NO_SLOT``, ``CALLED`` (notified, not yet claimed), or the slot of the
     one pool thread that watches; at most one thread watches.
 """
@@ -284,7 +284,7 @@ def run_alone(pool: ThreadPool, run: _Run, main: bool) -> tuple[int, bool]:
                     slow = False
                 elif not slow:
                     slow = True
-                elif run.parallel and run.plan.template.free_after()[pos] < tasks[pos]:  # two slow stretches in a row
+                elif could_share(run):  # two slow stretches in a row, and another task could run
                     with lock:
                         if run.alone and not run.stopped:
                             share(pool, run, pool._caller_slot)  # (A2)

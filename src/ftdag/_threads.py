@@ -123,15 +123,16 @@ Ctrl-C
 Signals reach only the main thread.  When it is the caller (``_Run.on_main``), the Ctrl-C
 guard (:mod:`ftdag._interrupts`, which finds the run through :meth:`ThreadPool.main_run`)
 sets the run's ``stopped`` and ``interrupted`` before ``KeyboardInterrupt`` raises, and the
-caller waits on ``bell`` in slices of ``_SIGNAL_SLICE_S`` (a SIGINT that lands just before a
-lock wait does not interrupt it: CPython's locks have no self-pipe), and
-``KeyboardInterrupt`` may surface anywhere in its loop, a task it is running included.  Then the run is *abandoned*: ``stopped`` is set first
-(a plain store, before taking the lock), then ``_stop`` empties the queues under the lock,
-and ``run()`` re-raises at once; tasks running on pool threads finish on their own and
-touch only the abandoned run.  A transition the interrupt cut short can leave that run's
-counters inconsistent, which is harmless: nothing reads them again but threads finishing a
-task, and those see ``stopped``.  Because the caller never waits on ``_lock`` through a
-``Condition``, an interrupt cannot release ``_lock`` while a pool thread holds it.
+caller waits on ``bell`` in slices of ``_SIGNAL_SLICE_S`` (a SIGINT that lands just before
+a lock wait does not interrupt it: CPython's locks have no self-pipe), and
+``KeyboardInterrupt`` may surface anywhere in its loop, a task it is running included.  Then
+the run is *abandoned*: ``stopped`` is set first (a plain store, before taking the lock),
+then ``_stop`` empties the queues under the lock, and ``run()`` re-raises at once; tasks
+running on pool threads finish on their own and touch only the abandoned run.  A transition
+the interrupt cut short can leave that run's counters inconsistent, which is harmless:
+nothing reads them again but threads finishing a task, and those see ``stopped``.  Because
+the caller never waits on ``_lock`` through a ``Condition``, an interrupt cannot release
+``_lock`` while a pool thread holds it.
 
 Hot path
 --------
