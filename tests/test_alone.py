@@ -257,11 +257,14 @@ def test_a_plain_run_on_one_worker_runs_alone_in_the_one_worker_order(seed):
     graph = random_graph(seed, 400, window=8)  # (over two stretches of _WINDOW tasks)
     started = []
     runs = []
+    templates = []
 
     def task(key):
         def fn(*args):
             started.append(key)
             runs.append(pool._run)
+            if len(runs) == 1:  # (a run that ends alone drops its plan: ThreadPool._spare)
+                templates.append(pool._run.plan.template)
             return mix(key, *args)
         return fn
 
@@ -276,8 +279,9 @@ def test_a_plain_run_on_one_worker_runs_alone_in_the_one_worker_order(seed):
         finally:
             ftdag._alone._QUICK_S = slow
         run = runs[0]
-        order = [dag._keys[t] for t in run.plan.template.one_worker()[0]]
+        order = [dag._keys[t] for t in templates[0].one_worker()[0]]
         assert result.stats.backend == "threads" and result.stats.workers == 1
+        assert pool._spare is run and run.plan is None  # it ended alone: kept, without its plan
     assert all(r is run for r in runs) and not run.direct and run.alone is False and run.pos == len(order)
     assert started == order  # each task once, in the one-worker order
     expected = evaluate(graph)
@@ -296,11 +300,15 @@ def test_one_dag_on_one_then_two_then_one_worker_takes_each_pools_order():
     expected = evaluate(graph)
     started: list = []
     runs: list = []
+    seen: list = []
 
     def task(key):
         def fn(*args):
             started.append(key)
-            runs.append(ftdag._threads.current_pool()._run)
+            run = ftdag._threads.current_pool()._run
+            if not runs:  # (a run that ends alone drops its plan: ThreadPool._spare)
+                seen.append((run.plan.template, list(run.order)))
+            runs.append(run)
             return mix(key, *args)
         return fn
 
@@ -310,16 +318,91 @@ def test_one_dag_on_one_then_two_then_one_worker_takes_each_pools_order():
         for ex, workers in ((one, 1), (two, 2), (one, 1)):
             started.clear()
             runs.clear()
+            seen.clear()
             ftdag._alone._QUICK_S = -1.0  # every stretch slow: a run that can be shared is
             try:
                 result = ex.run(dag, outputs)
             finally:
                 ftdag._alone._QUICK_S = slow
             run = runs[0]
-            template = run.plan.template
+            template, run_order = seen[0]
             order = template.one_worker()[0] if workers == 1 else template.tasks
-            assert list(run.order) == list(order), workers
+            assert run_order == list(order), workers
             assert sorted(started) == sorted(k for k in outputs if graph[k] is not None), workers
             assert len(started) == len(set(started)), workers  # each task once
             assert all(result[k] == expected[k] for k in outputs), workers
             assert bool(run.queues) == (workers == 2), workers  # shared on two workers only
+
+
+def test_a_run_that_ended_alone_is_kept_for_the_next_plain_run_without_its_results():
+    """A plain run that ended alone is kept (``ThreadPool._spare``, ftdag._threads "Runs")
+    without its plan: the outputs of the last run die with the caller's result, and the
+    lookout, which may still hold the parked run, finds nothing to share in it."""
+    import gc
+    import weakref
+
+    class Big:
+        pass
+
+    refs = []
+
+    def make(x):
+        obj = Big()
+        refs.append(weakref.ref(obj))
+        return obj
+
+    b = ftdag.DagBuilder()
+    b.add_source("s", 1)
+    b.add_task("big", ["s"], make)
+    b.add_task("l", ["s"], lambda x: x + 1)
+    b.add_task("r", ["s"], lambda x: x + 2)
+    b.add_task("j", ["l", "r"], lambda x, y: x * y)
+    dag = b.build()
+    with executor() as ex:
+        pool = ex._pool("threads")
+        for i in range(3):
+            result = ex.run(dag, ["big", "j"])
+            assert isinstance(result["big"], Big) and result["j"] == 6
+            run = pool._spare
+            assert run is not None and run.plan is None and run.values is None and run.fns is None
+            assert run.parallel and not ftdag._alone.could_share(run)  # (l and r could run side by side)
+            del result
+            gc.collect()
+            assert [r() for r in refs] == [None] * (i + 1)  # nothing of the run outlives its result
+        assert pool._spare is run  # the same one each time
+
+
+def test_each_run_reports_its_own_stats_whatever_ran_before_it_on_the_pool():
+    """A reused run (``ThreadPool._spare``) starts as a new one would: a sequence of plain
+    runs (a failed one, a shared one, one that executes nothing) returns the same results and
+    counters as each run would on a fresh executor."""
+    dag, _ = waits_for_other()
+    b = ftdag.DagBuilder()
+    b.add_source("s", 3)
+    b.add_task("a", ["s"], lambda x: x + 1)
+    b.add_task("bad", ["a"], lambda x: 1 / 0)
+    b.add_task("c", ["a"], lambda x: x * 2)
+    b.add_task("d", ["a", "c"], lambda x, y: x + y)
+    other = b.build()
+
+    def stats(res):
+        s = res.stats
+        return dict(res), (s.executed, s.pruned, s.workers, s.peak_in_flight, s.peak_queue_len, s.steals)
+
+    def outcome(ex, graph, outputs):
+        try:
+            return stats(ex.run(graph, outputs))
+        except ftdag.TaskError as exc:
+            return exc.key
+
+    steps = [(other, ["d"]), (other, ["s"]), (other, ["bad"]), (other, ["c"]), (other, ["s"]), (other, ["d"])]
+    with executor() as ex:
+        pool = ex._pool("threads")
+        for graph, outputs in steps:
+            with executor() as fresh:
+                expected = outcome(fresh, graph, outputs)
+            assert outcome(ex, graph, outputs) == expected, outputs
+            assert (pool._spare is None) == (outputs == ["bad"]), outputs  # a failed run is not kept
+        assert ex.run(dag, ["both"])["both"] == 16  # shared by the lookout ...
+        assert pool._spare is None  # ... so not kept
+        assert outcome(ex, other, ["d"]) == ({"d": 12}, (4, 1, 2, 1, 0, 0))

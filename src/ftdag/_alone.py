@@ -105,8 +105,11 @@ def could_share(run: _Run) -> bool:
     if not run.parallel:
         return False
     pos = run.pos
-    tasks = run.plan.tasks
-    return pos < len(tasks) and run.plan.template.free_after()[pos] < tasks[pos]
+    plan = run.plan  # (None when the run ended and was parked: a lookout may still hold it, ftdag._threads "Runs")
+    if plan is None:
+        return False
+    tasks = plan.tasks
+    return pos < len(tasks) and plan.template.free_after()[pos] < tasks[pos]
 
 
 def share(pool: ThreadPool, run: _Run, w: int) -> None:

@@ -152,6 +152,17 @@ A task that calls ``run()`` on its own executor never reaches this pool: the exe
 it inline on the sequential backend, since waiting for the pool from inside it could
 deadlock.  ``close()`` takes ``_run_lock`` too, so it waits for the run in progress; from a
 task of this pool it only marks the pool closing, and the threads exit once the run is over.
+
+A plain run that ended alone (never shared, not stopped) changed nothing of its
+:class:`_Run` but what :meth:`_Run.load` sets, so ``run()`` keeps it as ``_spare``, after
+:meth:`_Run.park` dropped its plan, and the next plain run reuses it: on free-threaded
+CPython making and freeing a ``_Run`` costs about a tenth of a small graph's run.  It is
+safe because nothing refers to a run that ended alone but the lookout, which may still hold
+it between two looks without the lock: what the lookout reads there only decides whether it
+keeps watching (:func:`ftdag._alone.could_share` finds no plan in a parked run), and it shares
+a run only under the lock, when ``_progress``, which moves each time a run starts alone, is
+what it saw.  ``_spare`` is read and written only under ``_run_lock``, and ``run()`` reads
+nothing of a run it parked.
 """
 
 from __future__ import annotations
@@ -215,6 +226,7 @@ class _Run(RunState):
     order: Sequence[int]  # alone: the tasks in the order the caller runs them (ftdag._alone)
     parallel: bool  # alone: another task could ever run beside the caller's (ftdag._alone)
     steps: bytes  # alone: 1 where order[p] -> order[p + 1] is a solo link
+    fns: Sequence[Callable[..., Any] | None]  # by node id: a task's function (None for a source)
 
     def __init__(
         self, plan: Plan, workers: int, cap: int, bound: int, ctx: RunContext | None = None,
@@ -241,11 +253,10 @@ class _Run(RunState):
             # (On one worker ``order`` is one_worker()'s, the very order a direct run keeps,
             # at the sequential backend's cost, and it is never shared.)
             self.direct = False
-            self.plain = self.alone = True
-            _, self.order, self.steps, self.parallel, self.solo = template.alone(workers)  # solo: I7
-            self.fns: Sequence[Callable[..., Any] | None] = plan.dag._fns  # by node id; None for a source
+            self.plain = True
             self.queues: list[deque[int]] = []  # one per slot (I2), made by ftdag._alone.share
             RunState.__init__(self, plan, bound, False)  # (not super(): this is a per-run cost)
+            self.load(plan, workers)
         else:
             # Ordered and guarded runs, and ranked runs on one slot, queue nothing at the slots:
             # every task is taken straight from ``ready`` by a free slot, so it starts in ready
@@ -257,7 +268,29 @@ class _Run(RunState):
             self.fns = attempts(ctx, plan, self.halted)  # each task's function in its attempt: context, timeout, store
             self.queues = [deque() for _ in range(workers)]
             RunState.__init__(self, plan, bound, True)
-        self.done = not self.pending  # nothing more will happen: the caller may return
+            self.done = not self.pending  # nothing more will happen: the caller may return
+
+    def load(self, plan: Plan, workers: int) -> None:
+        """Make this a plain run of ``plan`` that has not started: set every field that
+        depends on the plan or that a plain run that ended alone changed (``__init__``, or
+        ``ThreadPool.run`` reusing such a run: module docstring "Runs")."""
+        template = plan.template
+        self.plan = plan
+        self.values = plan.values
+        self.fifo = template.heap
+        _, self.order, self.steps, self.parallel, self.solo = template.alone(workers)  # solo: I7
+        self.fns = plan.dag._fns
+        self.alone = True
+        self.pos = self.in_flight = self.peak_in_flight = 0
+        self.pending = n = len(plan.tasks)
+        self.done = not n
+
+    def park(self) -> None:
+        """This plain run ended alone: drop what it holds of its plan (its results, the
+        graph's functions and tables), so that the pool can keep it for the next plain run
+        without keeping them alive.  Read without the lock afterwards only by a lookout that
+        still holds it (ftdag._alone.could_share, which finds no plan)."""
+        self.plan = self.values = self.fns = self.order = self.steps = self.solo = None  # type: ignore[assignment]
 
     def halted(self) -> bool:
         """Whether a task of this run should stop early (``current_task().cancelled``)."""
@@ -300,6 +333,7 @@ class ThreadPool:
         self._started = False  # every pool thread was started (until one is found missing)
         self._run_lock = threading.Lock()  # serialises run() and close()
         self._run: _Run | None = None  # the run in progress, if any
+        self._spare: _Run | None = None  # the last plain run, if it ended alone: the next plain run reuses it ("Runs")
         self._idle = 0  # pool threads asleep on _wake
         self._closing = False
         self._crash: BaseException | None = None  # an error in the scheduler itself
@@ -326,7 +360,12 @@ class ThreadPool:
             try:
                 if self._closing or self._crash is not None or not self._started:
                     self._prepare()
-                run = _Run(plan, self.workers, self._cap, self._bound, ctx, admission)
+                run = self._spare
+                if run is not None and ctx is None:  # the last plain run, which ended alone ("Runs")
+                    self._spare = None
+                    run.load(plan, self.workers)
+                else:
+                    run = _Run(plan, self.workers, self._cap, self._bound, ctx, admission)
                 if not run.done:  # the caller drives it; anything that escapes (Ctrl-C) abandons it
                     main = run.on_main = threading.get_ident() == _main_ident
                     if main:
@@ -346,12 +385,18 @@ class ThreadPool:
                             self._stop(run)
                             self._end(run)
                         raise
+                if run.plain and not run.queues and not run.stopped:  # it ended alone, and well: keep it ("Runs")
+                    counters = run.counters(self.workers)
+                    run.park()
+                    self._spare, run = run, None  # (from here on, the next run's)
             finally:
                 _local.pool = outer
                 if ctx is not None:
                     _local.slot = outer_slot
         if self._crash is not None:
             self._check_crash()
+        if run is None:
+            return counters
         if run.error is not None:
             raise _failure(run)
         if ctx is not None:
