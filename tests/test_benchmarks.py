@@ -449,3 +449,30 @@ def test_compare_keeps_its_command_line():
         True, 3, ["chain"], ["ftdag-threads"], ["3.13t"])
     assert (args.no_chart, args.no_sweep, args.repeat, args.out) == (True, True, 2, None)
     assert compare.parse_args([]).workload == list(workloads.WORKLOADS)
+
+
+# -- ab.py: two versions of ftdag in one process ------------------------------------------------
+
+
+def _ab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(BENCH / "ab.py"), *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=90, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("base", ["HEAD", "checkout"])
+def test_ab_times_a_base_version_beside_this_checkout(tmp_path, base):
+    """A git revision, or a directory holding src/ftdag, is imported as ftdag_base beside this
+    checkout's ftdag; both run the diamond, their results checked, and each round gives a ratio."""
+    out = tmp_path / "ab.json"
+    given = str(REPO) if base == "checkout" else base
+    proc = _ab(given, "--rounds", "2", "--runs", "3", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc["base"] == given and (doc["rounds"], doc["runs"], doc["workers"]) == (2, 3, 2)
+    assert len(doc["ratios_a"]) == len(doc["ratios_b"]) == 2 and all(r > 0 for r in doc["ratios_a"] + doc["ratios_b"])
+    assert doc["b_over_a"] > 0 and "B over A, median per round" in proc.stdout
+
+
+def test_ab_names_a_base_it_cannot_use():
+    proc = _ab("no-such-revision", "--rounds", "1")
+    assert proc.returncode != 0 and "'no-such-revision' is neither a directory with src/ftdag nor a git revision" in proc.stderr
