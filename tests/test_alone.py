@@ -406,3 +406,24 @@ def test_each_run_reports_its_own_stats_whatever_ran_before_it_on_the_pool():
         assert ex.run(dag, ["both"])["both"] == 16  # shared by the lookout ...
         assert pool._spare is None  # ... so not kept
         assert outcome(ex, other, ["d"]) == ({"d": 12}, (4, 1, 2, 1, 0, 0))
+
+
+def test_the_lookout_shares_only_holding_the_runs_gate(monkeypatch):
+    """A1/A2: the caller records a task holding the run's gate, not the pool's lock, so the
+    lookout shares only once it holds the gate too (it only tries to take it: a caller that
+    holds it is recording, not stuck)."""
+    seen = []
+    real = ftdag._threads.share
+
+    def checked(pool, run, w):
+        seen.append((w == pool._caller_slot, run.gate.locked()))
+        real(pool, run, w)
+
+    monkeypatch.setattr(ftdag._threads, "share", checked)
+    with executor() as ex:
+        for n_quick in (0, 50):
+            dag, threads = waits_for_other(n_quick)
+            base = 1 + n_quick
+            assert ex.run(dag, ["both"])["both"] == base * 10 + base + 5
+            assert threads["second"] != threads["first"]
+    assert seen == [(False, True), (False, True)]  # shared by the lookout, holding the gate, each time

@@ -44,23 +44,33 @@ Both ask more than once, so that a pause of the whole process (a garbage collect
 every thread; the machine may not run it for a while) does not pass for slow tasks.  So a
 task that could run waits about ``_STUCK_LOOKS * _LOOKOUT_S`` at most for a free slot while
 the caller is stuck, and a graph of quick tasks runs on the caller at the sequential cost
-plus one uncontended lock round-trip per task (none between the tasks of a solo chain that
-follow each other in plan order).
+plus one uncontended round-trip of the run's gate per task (none between the tasks of a solo
+chain that follow each other in plan order).
+
+The gate (``run.gate``, a lock of the run's own) is what keeps the caller's records and a
+share apart, instead of ``_lock``: the caller takes it with the bound ``acquire`` and
+``release`` of the lock, which cost half of a ``with`` statement on 3.13t's interpreter,
+and a pool's ``_lock`` cannot be taken that way on the main thread: a Ctrl-C between the
+two would leave it held, and the pool dead.  A gate left held that way belongs to a run
+that the interrupt abandons (``ThreadPool.run``), which nothing shares or reuses.
 
 Invariants.  Alone is a state of the shared model, not a second model: ``share`` turns it
-into the shared model's fields, and every transition is made under ``_lock``, so I1 to I8 of
-:mod:`ftdag._threads` hold as written once the run is shared:
+into the shared model's fields, under ``_lock`` and the gate, and every other transition is
+made under ``_lock``, so I1 to I8 of :mod:`ftdag._threads` hold as written once the run is
+shared:
 
 A1. While ``run.alone``, only the caller runs tasks of the run, in plan order:
     ``plan.tasks[:run.pos]`` have finished and are recorded, and no task is queued at a slot
     or run by a pool thread.  The caller records a task (its result, its inputs' consumer
-    counts) and moves ``pos`` under ``_lock``, after checking ``alone``; it frees dropped
-    values after the lock (I5).  Between two tasks of a solo chain (I7) that follow each other
-    in plan order it does not take the lock: those tasks count as running until the chain ends.
+    counts) and moves ``pos`` holding the gate, after checking ``alone``; it frees dropped
+    values after the gate (I5).  Between two tasks of a solo chain (I7) that follow each other
+    in plan order it does not take the gate: those tasks count as running until the chain ends.
 A2. ``run.alone`` only goes from True to False, under ``_lock``: by :func:`share`, only when
-    ``run.parallel`` (the lookout, while the caller runs ``plan.tasks[pos]``; or the caller,
-    between two tasks, which then runs ``plan.tasks[pos]`` as a shared task), or by the
-    caller when its task failed or the run stopped (nothing more starts).  The caller sees a
+    ``run.parallel`` (the lookout, holding the gate too, which it only tries to take: a caller
+    that holds it is recording, not stuck; it shares while the caller runs
+    ``plan.tasks[pos]``; or the caller, between two tasks, which then runs
+    ``plan.tasks[pos]`` as a shared task), or by the caller when its task failed or the run
+    stopped, or when it ends the run (nothing more starts).  The caller sees a
     run shared by the lookout when its task (or solo chain) ends, and records it as a shared
     task (``ThreadPool._finish``).
 A3. ``_lookout`` is ``NO_SLOT``, ``CALLED`` (notified, not yet claimed), or the slot of the
@@ -175,13 +185,15 @@ def run_alone(pool: ThreadPool, run: _Run, main: bool) -> tuple[int, bool]:
     ``task`` is a task to run shared (``_serve``), or ``NO_TASK`` with ``over`` telling if the
     run is over (as ``_caller_idle`` decides; the caller waits on its bell if not).
 
-    Values dropped under the lock are freed after it without counting them in ``freeing``
-    (I5): only the caller waits for the run to be done, and it frees them before it looks.
+    Values dropped under the gate (or the lock) are freed after it without counting them in
+    ``freeing`` (I5): only the caller waits for the run to be done, and it frees them before
+    it looks.
     The loop does what every task needs and nothing else (this interpreter does not
     specialise bytecode on free-threaded builds: every operation counts); the rest is in
     :func:`_leave` and behind the clock, read every ``_TICK`` tasks.
     """
     lock = pool._lock
+    enter, leave = run.gate.acquire, run.gate.release
     with lock:
         old, pool._run = pool._run, run  # an abandoned run is freed below, not under the lock
         crashed = pool._crash is not None  # a thread crashed since run() looked: start nothing
@@ -197,7 +209,7 @@ def run_alone(pool: ThreadPool, run: _Run, main: bool) -> tuple[int, bool]:
     if crashed:
         return NO_TASK, True
     ctrl_c = CTRL_C if main else ()  # what abandons the run when a task raises it
-    garbage: list[Any] = []  # values dropped under the lock, freed after it (I5)
+    garbage: list[Any] = []  # values dropped under the gate, freed after it (I5)
     plan = run.plan
     dag = plan.dag
     tasks, consumers = run.order, plan.consumers
@@ -245,35 +257,38 @@ def run_alone(pool: ThreadPool, run: _Run, main: bool) -> tuple[int, bool]:
                         values[d] = None
             p += 1
             task = tasks[p]
-        with lock:
-            if not run.alone or run.stopped:
+        enter()  # the run's gate: the lookout shares only holding it (A1, A2)
+        if not run.alone or run.stopped:
+            leave()
+            with lock:
                 task, over = _leave(pool, run, task, result, None, p - pos, garbage)
-                break
-            values[task] = result  # record it (A1)
-            if one != no_task:
-                left = consumers[one] - 1
-                consumers[one] = left
+            break
+        values[task] = result  # record it (A1)
+        if one != no_task:
+            left = consumers[one] - 1
+            consumers[one] = left
+            if not left:
+                garbage.append(values[one])
+                values[one] = None
+        else:
+            for d in ds:
+                left = consumers[d] - 1
+                consumers[d] = left
                 if not left:
-                    garbage.append(values[one])
-                    values[one] = None
-            else:
-                for d in ds:
-                    left = consumers[d] - 1
-                    consumers[d] = left
-                    if not left:
-                        garbage.append(values[d])
-                        values[d] = None
-            pos = p + 1  # (past the solo links run since)
-            run.pos = pos
-            if pos == n:  # the run is over: done, as _check_done and _caller_idle would find
+                    garbage.append(values[d])
+                    values[d] = None
+        pos = p + 1  # (past the solo links run since)
+        run.pos = pos
+        leave()
+        if pos == n:  # the run is over: done, as _check_done and _caller_idle would find
+            with lock:
                 run.alone = False
                 run.pending = run.in_flight = 0
                 run.done = over = True
                 pool._end(run)
-                task = no_task
-                break
-        result = None
-        if garbage:  # freed here, outside the lock (I5)
+            task = no_task
+            break
+        if garbage:  # freed here, outside the gate (I5)
             garbage.clear()
         if pos >= due:  # read the clock: are the tasks slow?
             due = pos + _TICK

@@ -221,6 +221,7 @@ class _Run(RunState):
     __slots__ = (
         "fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals", "ctx",
         "solo", "plain", "fifo", "direct", "admission", "alone", "pos", "parallel", "steps", "order", "on_main",
+        "gate",
     )
 
     order: Sequence[int]  # alone: the tasks in the order the caller runs them (ftdag._alone)
@@ -254,6 +255,7 @@ class _Run(RunState):
             # at the sequential backend's cost, and it is never shared.)
             self.direct = False
             self.plain = True
+            self.gate = threading.Lock()  # alone: held by the caller while it records a task (ftdag._alone, A1)
             self.queues: list[deque[int]] = []  # one per slot (I2), made by ftdag._alone.share
             RunState.__init__(self, plan, bound, False)  # (not super(): this is a per-run cost)
             self.load(plan, workers)
@@ -656,8 +658,12 @@ class ThreadPool:
             self._idle -= 1
             self._lookout = NO_SLOT
         run = self._run
-        if share_it and run is not None and run.alone and (self._progress, run.pos) == seen and could_share(run):
-            share(self, run, w)  # (A2), its ready tasks to this slot first
+        if share_it and run is not None and run.alone and run.gate.acquire(False):  # (else the caller records: not stuck)
+            try:
+                if (self._progress, run.pos) == seen and could_share(run):
+                    share(self, run, w)  # (A2), its ready tasks to this slot first
+            finally:
+                run.gate.release()
         return seen
 
     def _serve(
