@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""A/B of a change to the thread backend: two versions of ftdag in one process, interleaved.
+"""A/B of a change to the thread backend: a base version of ftdag timed beside this checkout.
 
     python benchmarks/ab.py BASE [--rounds R] [--runs N] [--workers 2] [--json out.json]
+    python benchmarks/ab.py BASE --graph random [--nodes 200000] [--processes 6] [--rounds 8]
 
 This machine's single-thread speed moves by up to 2x from one second to the next, so two
 runs of ``bench.py``, one per version, often differ by more than a change is worth.  This
@@ -25,10 +26,20 @@ The two versions' executors are made, their pools started, and their results che
 against each other before timing.
 
 An A/A run (``BASE`` the commit the working tree's ``src`` is at) gave 0.994 to 1.030 here:
-read effects under about 3% as nothing.  (The same scheme on scale.py's 200,000-node random
-DAG, one run per block, gave 1.13 A/A: the two versions' graphs, each built in this process,
-do not cost the same, so that case is not offered.)  The task functions live in this
-script, which runs as ``__main__`` (see README: run from ``.pyc`` files).
+read effects under about 3% as nothing.
+
+``--graph random``: what a thread run pays per task, on ``scale.py``'s random DAG
+(``--nodes``, default 200,000; every sink requested).  Two versions' graphs of that size
+built in one process do not cost the same (the same scheme as above gave 1.13 A/A), so each
+version runs in its own processes instead, ``--processes`` of each (default 6), A and B
+alternating, each child building its graph and then timing ``rounds`` (default 8) rounds of
+one thread run and one sequential run of its own version back to back (``gc.collect()``
+before each): the ratio of each pair is measured within a second or two, in one phase of the
+machine.  Reported: each version's median of its per-process medians, and B's over A's.  An
+A/A run gave 0.993 here (it takes about 3 minutes with the defaults).
+
+The task functions live in this script, which runs as ``__main__`` (see README: run from
+``.pyc`` files).
 
 Importing this module runs nothing.
 """
@@ -40,6 +51,7 @@ import compileall
 import importlib
 import io
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -53,10 +65,15 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS, RUNS = 30, 400
+RANDOM_ROUNDS = 8
 
 
 def inc(x):
     return x + 1
+
+
+def noop(*args):
+    return None
 
 
 def combine(a, b):
@@ -90,6 +107,64 @@ def diamond(ftdag: ModuleType) -> tuple[Any, list]:
     b.add_task("r", ["src"], inc)
     b.add_task("j", ["l", "r"], combine)
     return b.build(), ["j"]
+
+
+def random_dag(ftdag: ModuleType, nodes: int) -> tuple[Any, list]:
+    """scale.py's random DAG, built with this version's API, and every sink."""
+    import random
+
+    rng = random.Random(1)
+    b = ftdag.DagBuilder()
+    b.add_source(0, 1)
+    for i in range(1, nodes):
+        lo = max(0, i - 1000)
+        b.add_task(i, list({rng.randrange(lo, i) for _ in range(rng.randint(1, 3))}), noop)
+    dag = b.build()
+    return dag, [k for k in dag if not dag.dependents(k)]
+
+
+def child(package: str, nodes: int, rounds: int, workers: int) -> list[float]:
+    """In a child process: the per-round ratios, threads over sequential, of ``package``."""
+    import gc
+
+    ftdag = importlib.import_module(package)
+    dag, outputs = random_dag(ftdag, nodes)
+    threads = ftdag.Executor(ftdag.ExecutorConfig(max_workers=workers, backend="threads"))
+    sequential = ftdag.Executor(ftdag.ExecutorConfig(backend="sequential"))
+    clock = time.perf_counter
+    ratios = []
+    try:
+        if dict(threads.run(dag, outputs)) != dict(sequential.run(dag, outputs)):
+            raise SystemExit(f"ab.py: {package}'s thread and sequential results differ")
+        for _ in range(rounds):
+            times = []
+            for ex in (threads, sequential):
+                gc.collect()
+                t0 = clock()
+                ex.run(dag, outputs)
+                times.append(clock() - t0)
+            ratios.append(times[0] / times[1])
+    finally:
+        threads.close()
+        sequential.close()
+    return ratios
+
+
+def measure_random(nodes: int, processes: int, rounds: int, workers: int, base_dir: Path) -> dict[str, Any]:
+    compileall.compile_dir(str(ROOT / "src" / "ftdag"), quiet=2)
+    medians: dict[str, list[float]] = {"A": [], "B": []}
+    for i in range(processes):
+        for v in ("AB" if i % 2 == 0 else "BA"):
+            argv = [sys.executable, str(Path(__file__).resolve()), "--child", "ftdag_base" if v == "A" else "ftdag",
+                    "--nodes", str(nodes), "--rounds", str(rounds), "--workers", str(workers)]
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(base_dir), str(ROOT / "src")))}
+            done = subprocess.run(argv, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+            if done.returncode != 0:
+                raise SystemExit(f"ab.py: the child for {v} failed: {done.stderr.strip()[-2000:]}")
+            medians[v].append(statistics.median(json.loads(done.stdout)))
+    a, b = statistics.median(medians["A"]), statistics.median(medians["B"])
+    return {"graph": "random", "nodes": nodes, "processes": processes, "rounds": rounds, "workers": workers,
+            "ratio_a": a, "ratio_b": b, "b_over_a": b / a, "medians_a": medians["A"], "medians_b": medians["B"]}
 
 
 def block(run: Any, dag: Any, outputs: list, runs: int) -> float:
@@ -138,20 +213,39 @@ def measure(rounds: int, runs: int, workers: int, base_dir: Path) -> dict[str, A
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("base", metavar="BASE", help="git revision, or a directory holding src/ftdag: version A")
-    p.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds (default {ROUNDS})")
-    p.add_argument("--runs", type=int, default=RUNS, help=f"calls per block (default {RUNS})")
+    p.add_argument("base", metavar="BASE", nargs="?", help="git revision, or a directory holding src/ftdag: version A")
+    p.add_argument("--graph", choices=("diamond", "random"), default="diamond")
+    p.add_argument("--rounds", type=int, default=None, help=f"rounds (default {ROUNDS}; {RANDOM_ROUNDS} with --graph random)")
+    p.add_argument("--runs", type=int, default=RUNS, help=f"diamond: calls per block (default {RUNS})")
+    p.add_argument("--nodes", type=int, default=200_000, help="random: nodes (default 200000)")
+    p.add_argument("--processes", type=int, default=6, help="random: processes of each version (default 6)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", type=Path, default=None, help="write the result and every ratio to this file")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # random: one version's process
     args = p.parse_args(argv)
-    if min(args.rounds, args.runs, args.workers) < 1:
-        p.error("--rounds, --runs and --workers must be >= 1")
+    rounds = args.rounds or (RANDOM_ROUNDS if args.graph == "random" or args.child else ROUNDS)
+    if min(rounds, args.runs, args.workers, args.processes) < 1 or args.nodes < 2:
+        p.error("--rounds, --runs, --processes and --workers must be >= 1, --nodes >= 2")
+    if args.child:
+        print(json.dumps(child(args.child, args.nodes, rounds, args.workers)))
+        return 0
+    if args.base is None:
+        p.error("BASE is required")
     with tempfile.TemporaryDirectory(prefix="ftdag-ab-") as tmp:
-        result = measure(args.rounds, args.runs, args.workers, base_package(args.base, Path(tmp)))
+        base_dir = base_package(args.base, Path(tmp))
+        if args.graph == "random":
+            result = measure_random(args.nodes, args.processes, rounds, args.workers, base_dir)
+        else:
+            result = measure(rounds, args.runs, args.workers, base_dir)
     result["base"] = args.base
-    print(f"3-task diamond ({args.rounds} rounds of {args.runs} calls, {args.workers} workers): "
-          f"threads over sequential: A ({args.base}) {result['ratio_a']:.3f}, B (this checkout) "
-          f"{result['ratio_b']:.3f}; B over A, median per round: {result['b_over_a']:.3f}")
+    if args.graph == "random":
+        print(f"random DAG ({args.nodes:,} nodes, {args.processes} processes of {rounds} rounds each, "
+              f"{args.workers} workers): threads over sequential: A ({args.base}) {result['ratio_a']:.3f}, "
+              f"B (this checkout) {result['ratio_b']:.3f}; B over A: {result['b_over_a']:.3f}")
+    else:
+        print(f"3-task diamond ({rounds} rounds of {args.runs} calls, {args.workers} workers): "
+              f"threads over sequential: A ({args.base}) {result['ratio_a']:.3f}, B (this checkout) "
+              f"{result['ratio_b']:.3f}; B over A, median per round: {result['b_over_a']:.3f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=1))
     return 0

@@ -473,6 +473,18 @@ def test_ab_times_a_base_version_beside_this_checkout(tmp_path, base):
     assert doc["b_over_a"] > 0 and "B over A, median per round" in proc.stdout
 
 
+def test_ab_random_graph_runs_each_version_in_its_own_processes(tmp_path):
+    """--graph random: per-round ratios of one thread run and one sequential run, measured in
+    child processes of each version, alternating."""
+    out = tmp_path / "ab.json"
+    proc = _ab("HEAD", "--graph", "random", "--nodes", "300", "--processes", "2", "--rounds", "2", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert (doc["graph"], doc["nodes"], doc["processes"], doc["rounds"]) == ("random", 300, 2, 2)
+    assert len(doc["medians_a"]) == len(doc["medians_b"]) == 2 and doc["ratio_a"] > 0 and doc["ratio_b"] > 0
+    assert abs(doc["b_over_a"] - doc["ratio_b"] / doc["ratio_a"]) < 1e-9 and "B over A" in proc.stdout
+
+
 def test_ab_names_a_base_it_cannot_use():
     proc = _ab("no-such-revision", "--rounds", "1")
     assert proc.returncode != 0 and "'no-such-revision' is neither a directory with src/ftdag nor a git revision" in proc.stderr
