@@ -40,7 +40,9 @@ bound) is a :class:`ftdag._runstate.RunState`; what follows is the thread backen
                     releases ``bell`` once (:func:`_ring`), so no wake-up is lost or doubled.
 ``_Run.alone``      the caller runs the run alone (:mod:`ftdag._alone`, A1-A3), in plan
                     order, up to ``_Run.pos``: ``ready`` and ``queues`` stay empty, and
-                    ``in_flight`` is 1, until :func:`ftdag._alone.share` makes them.
+                    ``in_flight`` is 1, until :func:`ftdag._alone.share` makes them.  The
+                    caller records its tasks holding the run's own ``_Run.gate``, not
+                    ``_lock``; a share takes both (A1, A2).
 
 Runs with a context (``_Run.ctx``, :mod:`ftdag._context`) call each task through
 :func:`ftdag._attempt.run_attempt` (wrapped into ``_Run.fns``: the hot loop is the same),
