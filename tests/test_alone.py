@@ -427,3 +427,46 @@ def test_the_lookout_shares_only_holding_the_runs_gate(monkeypatch):
             assert ex.run(dag, ["both"])["both"] == base * 10 + base + 5
             assert threads["second"] != threads["first"]
     assert seen == [(False, True), (False, True)]  # shared by the lookout, holding the gate, each time
+
+
+class Finalized:
+    """Calls ``on_del()`` when it is freed."""
+
+    def __init__(self, on_del):
+        self.on_del = on_del
+
+    def __del__(self):
+        self.on_del()
+
+
+def test_values_dropped_while_alone_are_freed_after_the_gate_before_the_next_task():
+    """A1, I5: a task that is the last consumer of three values drops them under the run's gate;
+    they are freed after it (the first one a task drops, ``dead``, the others through
+    ``garbage``), each before the caller runs the next task."""
+    with executor() as ex:
+        pool = ex._pool("threads")
+        freed = []  # per value freed: whether the run's gate was held
+        seen = []  # per run of "k": (values freed by then, the run still alone)
+
+        def make():
+            return Finalized(lambda: freed.append(pool._run.gate.locked()))
+
+        def k(j, other):
+            seen.append((len(freed), pool._run.alone))
+            return j + other
+
+        b = ftdag.DagBuilder()
+        for key in "abc":
+            b.add_task(key, [], make)
+        b.add_task("j", ["a", "b", "c"], lambda *xs: len(xs))
+        b.add_task("other", [], lambda: 0)  # ready beside the others, so the run has a lookout
+        b.add_task("k", ["j", "other"], k)  # (two inputs: not a solo link of j, whose inputs it would drop itself, I7)
+        dag = b.build()
+        runs = 20
+        for i in range(runs):
+            assert dict(ex.run(dag, ["k"])) == {"k": 3}
+            assert len(freed) == 3 * (i + 1)
+    alone = [n for n, was_alone in seen if was_alone]
+    assert len(alone) >= runs // 2, seen  # (a run is shared only if the machine stalls the caller for ~1 ms)
+    assert all(n % 3 == 0 for n in alone), seen  # all three freed before k started
+    assert not any(freed), freed  # never under the gate

@@ -209,7 +209,7 @@ def run_alone(pool: ThreadPool, run: _Run, main: bool) -> tuple[int, bool]:
     if crashed:
         return NO_TASK, True
     ctrl_c = CTRL_C if main else ()  # what abandons the run when a task raises it
-    garbage: list[Any] = []  # values dropped under the gate, freed after it (I5)
+    garbage: list[Any] = []  # values dropped under the gate beyond a task's first (dead), freed after it (I5)
     plan = run.plan
     dag = plan.dag
     tasks, consumers = run.order, plan.consumers
@@ -220,7 +220,8 @@ def run_alone(pool: ThreadPool, run: _Run, main: bool) -> tuple[int, bool]:
     pos = run.pos
     began = last = perf_counter()  # when the current stretch began, and when the clock was last read
     first = read = pos  # the position where the current stretch began, and where the clock was last read
-    due = pos + _TICK  # the position at which the clock is read next
+    due = min(pos + _TICK, n)  # the position at which the clock is read next, or the run ends
+    dead = None  # the value dropped under the gate, freed after it (I5); more go to garbage
     fastest = _NEVER  # the quickest time per task between two reads of the clock in this stretch
     slow = False  # the last stretch's tasks were slow
     over = False
@@ -268,30 +269,34 @@ def run_alone(pool: ThreadPool, run: _Run, main: bool) -> tuple[int, bool]:
             left = consumers[one] - 1
             consumers[one] = left
             if not left:
-                garbage.append(values[one])
+                dead = values[one]
                 values[one] = None
         else:
             for d in ds:
                 left = consumers[d] - 1
                 consumers[d] = left
                 if not left:
-                    garbage.append(values[d])
+                    if dead is None:
+                        dead = values[d]
+                    else:
+                        garbage.append(values[d])
                     values[d] = None
         pos = p + 1  # (past the solo links run since)
         run.pos = pos
         leave()
-        if pos == n:  # the run is over: done, as _check_done and _caller_idle would find
-            with lock:
-                run.alone = False
-                run.pending = run.in_flight = 0
-                run.done = over = True
-                pool._end(run)
-            task = no_task
-            break
-        if garbage:  # freed here, outside the gate (I5)
+        dead = None  # freed here, outside the gate (I5): a store, cheaper than a list's calls
+        if garbage:
             garbage.clear()
-        if pos >= due:  # read the clock: are the tasks slow?
-            due = pos + _TICK
+        if pos >= due:  # the run is over, or read the clock: are the tasks slow?
+            if pos == n:  # done, as _check_done and _caller_idle would find
+                with lock:
+                    run.alone = False
+                    run.pending = run.in_flight = 0
+                    run.done = over = True
+                    pool._end(run)
+                task = no_task
+                break
+            due = min(pos + _TICK, n)
             now = perf_counter()
             per = (now - last) / (pos - read)
             if per < fastest:
