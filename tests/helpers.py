@@ -213,6 +213,16 @@ def flaky(path, *args):
 # -- counting task calls ------------------------------------------------------------------------
 
 
+class Finalized:
+    """Calls ``on_del()`` when it is freed."""
+
+    def __init__(self, on_del):
+        self.on_del = on_del
+
+    def __del__(self):
+        self.on_del()
+
+
 class CallCounts:
     """Calls by key, and where each ran (``(pid, thread id)``), under a lock.  Shared across
     processes through a :class:`CallManager`."""

@@ -14,7 +14,7 @@ import random
 import threading
 
 import pytest
-from helpers import TIMEOUT, build_dag, evaluate, mix, random_graph
+from helpers import TIMEOUT, Finalized, build_dag, evaluate, mix, random_graph
 
 import ftdag
 import ftdag._alone
@@ -427,16 +427,6 @@ def test_the_lookout_shares_only_holding_the_runs_gate(monkeypatch):
             assert ex.run(dag, ["both"])["both"] == base * 10 + base + 5
             assert threads["second"] != threads["first"]
     assert seen == [(False, True), (False, True)]  # shared by the lookout, holding the gate, each time
-
-
-class Finalized:
-    """Calls ``on_del()`` when it is freed."""
-
-    def __init__(self, on_del):
-        self.on_del = on_del
-
-    def __del__(self):
-        self.on_del()
 
 
 def test_values_dropped_while_alone_are_freed_after_the_gate_before_the_next_task():

@@ -13,6 +13,7 @@ import threading
 import weakref
 
 import pytest
+from helpers import Finalized
 
 import ftdag
 from ftdag.testing import ConcurrencyProbe, Gate, pool_state, wait_for_pool
@@ -134,16 +135,6 @@ def test_close_from_a_task_lets_the_run_finish():
 
 
 # -- values are freed outside the scheduler's lock ----------------------------------------------
-
-
-class Finalized:
-    """Calls ``on_del()`` when it is freed."""
-
-    def __init__(self, on_del):
-        self.on_del = on_del
-
-    def __del__(self):
-        self.on_del()
 
 
 def test_values_are_freed_outside_the_lock():
