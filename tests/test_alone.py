@@ -307,7 +307,7 @@ def test_one_dag_on_one_then_two_then_one_worker_takes_each_pools_order():
             started.append(key)
             run = ftdag._threads.current_pool()._run
             if not runs:  # (a run that ends alone drops its plan: ThreadPool._spare)
-                seen.append((run.plan.template, list(run.order)))
+                seen.append((run.plan.template, list(run.shape.order)))
             runs.append(run)
             return mix(key, *args)
         return fn
@@ -364,8 +364,8 @@ def test_a_run_that_ended_alone_is_kept_for_the_next_plain_run_without_its_resul
             result = ex.run(dag, ["big", "j"])
             assert isinstance(result["big"], Big) and result["j"] == 6
             run = pool._spare
-            assert run is not None and run.plan is None and run.values is None and run.fns is None
-            assert run.parallel and not ftdag._alone.could_share(run)  # (l and r could run side by side)
+            assert run is not None and run.plan is None and run.values is None and run.shape is None
+            assert not ftdag._alone.could_share(run)  # (l and r could run side by side, were it not parked)
             del result
             gc.collect()
             assert [r() for r in refs] == [None] * (i + 1)  # nothing of the run outlives its result

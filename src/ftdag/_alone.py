@@ -11,12 +11,14 @@ their results stored and their inputs' consumer counts counted down; ``plan.task
 runs next, or is running.  The ready set and the remaining-dependency counts are not kept:
 :func:`share` computes them when the run stops being alone.
 
-The caller goes through ``run.order``: ``plan.tasks``, except on one worker
-(``max_workers=1``: there is no pool thread, so no task could ever run beside the caller's,
-``run.parallel`` is False, and the run is never shared), where it is
+What the caller reads of its request is one tuple, ``run.shape``
+(:class:`ftdag._plan.AloneShape`, made once per request and worker count).  The caller goes
+through ``shape.order``: ``plan.tasks``, except on one worker (``max_workers=1``: there is
+no pool thread, so no task could ever run beside the caller's, ``shape.parallel`` is False,
+and the run is never shared), where it is
 ``Plan.template.one_worker()``, the tasks in exactly the order one worker takes them from
 the ready order (the order a direct run keeps: :func:`ftdag._runstate.direct_order`), at
-the sequential backend's cost.  Below, ``plan.tasks`` stands for ``run.order``.
+the sequential backend's cost.  Below, ``plan.tasks`` stands for ``shape.order``.
 
 It stops being alone (``run.alone = False``, for good) and becomes the shared run that the
 rest of :mod:`ftdag._threads` describes when another task could run beside the caller's
@@ -66,7 +68,7 @@ A1. While ``run.alone``, only the caller runs tasks of the run, in plan order:
     values after the gate (I5).  Between two tasks of a solo chain (I7) that follow each other
     in plan order it does not take the gate: those tasks count as running until the chain ends.
 A2. ``run.alone`` only goes from True to False, under ``_lock``: by :func:`share`, only when
-    ``run.parallel`` (the lookout, holding the gate too, which it only tries to take: a caller
+    ``shape.parallel`` (the lookout, holding the gate too, which it only tries to take: a caller
     that holds it is recording, not stuck; it shares while the caller runs
     ``plan.tasks[pos]``; or the caller, between two tasks, which then runs
     ``plan.tasks[pos]`` as a shared task), or by the caller when its task failed or the run
@@ -112,11 +114,12 @@ def call_lookout(pool: ThreadPool) -> None:
 
 def could_share(run: _Run) -> bool:
     """Whether another task could run beside ``plan.tasks[run.pos]`` (see the module docstring)."""
-    if not run.parallel:
+    shape = run.shape  # (None when the run ended and was parked: a lookout may still hold it, ftdag._threads "Runs")
+    if shape is None or not shape.parallel:
         return False
     pos = run.pos
-    plan = run.plan  # (None when the run ended and was parked: a lookout may still hold it, ftdag._threads "Runs")
-    if plan is None:
+    plan = run.plan
+    if plan is None:  # (parked since)
         return False
     tasks = plan.tasks
     return pos < len(tasks) and plan.template.free_after()[pos] < tasks[pos]
@@ -134,6 +137,9 @@ def share(pool: ThreadPool, run: _Run, w: int) -> None:
     it costs O(edges) of the smaller part, once.
     """
     run.alone = False
+    shape = run.shape
+    assert shape is not None  # (a run that is alone holds its shape)
+    run.fns, run.solo, run.fifo = shape.fns, shape.solo, shape.heap  # (what the shared model reads: ftdag._threads)
     plan = run.plan
     dag = plan.dag
     tasks, remaining = plan.tasks, plan.remaining
@@ -194,6 +200,7 @@ def run_alone(pool: ThreadPool, run: _Run, main: bool) -> tuple[int, bool]:
     """
     lock = pool._lock
     enter, leave = run.gate.acquire, run.gate.release
+    _, tasks, steps, parallel, _, fns, start, dep_ids, _ = run.shape  # type: ignore[misc]
     with lock:
         old, pool._run = pool._run, run  # an abandoned run is freed below, not under the lock
         crashed = pool._crash is not None  # a thread crashed since run() looked: start nothing
@@ -203,19 +210,15 @@ def run_alone(pool: ThreadPool, run: _Run, main: bool) -> tuple[int, bool]:
         else:
             pool._progress += 1  # a lookout measures the time the caller is stuck from here
             run.in_flight = run.peak_in_flight = 1
-            if run.parallel:
+            if parallel:
                 call_lookout(pool)
     del old  # (the run it replaced, freed here, outside the lock)
     if crashed:
         return NO_TASK, True
     ctrl_c = CTRL_C if main else ()  # what abandons the run when a task raises it
     garbage: list[Any] = []  # values dropped under the gate beyond a task's first (dead), freed after it (I5)
-    plan = run.plan
-    dag = plan.dag
-    tasks, consumers = run.order, plan.consumers
+    values, consumers = run.values, run.plan.consumers
     n = len(tasks)
-    fns, values, steps = run.fns, run.values, run.steps
-    start, dep_ids = dag._dep_start, dag._dep_ids
     no_task = NO_TASK
     pos = run.pos
     began = last = perf_counter()  # when the current stretch began, and when the clock was last read

@@ -26,7 +26,8 @@ from __future__ import annotations
 import heapq
 import threading
 from array import array
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, NamedTuple
 
 from ._arrays import INDEX
 from .graph import Dag
@@ -128,7 +129,7 @@ class _Template:
         self._steps: bytes | None = None  # solo links from a task to the next in order (steps())
         self._parallel = True  # (with _steps) not one chain
         self._one: tuple[array, bytes] | None = None  # one_worker()
-        self._alone: tuple[int, array, bytes, bool, array] | None = None  # alone(), for the last worker count asked
+        self._alone: AloneShape | None = None  # alone(), for the last worker count asked
         self._given = given
         self._lock = threading.Lock()
 
@@ -206,23 +207,39 @@ class _Template:
                     self._steps = steps
         return self._steps, self._parallel
 
-    def alone(self, workers: int) -> tuple[int, array, bytes, bool, array]:
-        """``(workers, order, steps, parallel, solo)`` for a plain thread run on ``workers``
-        slots, which starts alone (:mod:`ftdag._alone`): on one worker ``order, steps`` are
-        :meth:`one_worker`'s and ``parallel`` is False (no task can ever run beside the
-        caller's), else ``order`` is ``tasks`` and ``steps, parallel`` are :meth:`steps`';
-        ``solo`` is :meth:`links`.  Kept for the last ``workers`` asked, so that a run reads
-        one field instead of asking four methods."""
+    def alone(self, workers: int) -> AloneShape:
+        """What a plain thread run on ``workers`` slots reads of its request, which starts alone
+        (:mod:`ftdag._alone`), as one :class:`AloneShape`.  Kept for the last ``workers`` asked,
+        so that a run reads one field instead of asking four methods and the graph."""
         shape = self._alone
-        if shape is None or shape[0] != workers:  # (two pools of other sizes may race here: either tuple is right)
+        if shape is None or shape.workers != workers:  # (two pools of other sizes may race here: either tuple is right)
             if workers == 1 and self.heap:
                 order, steps = self.one_worker()
                 parallel = False
             else:  # plan order: topological ids, ascending (what ftdag._alone.share counts on)
                 order = self.tasks
                 steps, parallel = self.steps()
-            shape = self._alone = (workers, order, steps, parallel, self.links())
+            dag = self.dag
+            shape = self._alone = AloneShape(
+                workers, order, steps, parallel, self.links(), dag._fns, dag._dep_start, dag._dep_ids, self.heap,
+            )
         return shape
+
+
+class AloneShape(NamedTuple):
+    """:meth:`_Template.alone`: a plain thread run's view of its request.  A run holds it
+    while alone and unpacks it in one step (ftdag._alone.run_alone); one that is shared
+    copies ``fns``, ``solo`` and ``heap`` to its own fields (ftdag._alone.share)."""
+
+    workers: int  # the slots it was made for
+    order: Sequence[int]  # the tasks in the order the caller runs them: plan order, except on one worker (one_worker)
+    steps: bytes  # 1 where order[p] -> order[p + 1] is a solo link (I7)
+    parallel: bool  # another task could ever run beside the caller's (False on one worker)
+    solo: array  # links(): by id, the solo link each task starts, or NO_TASK
+    fns: Sequence[Callable[..., Any] | None]  # the graph's functions by id (None for a source)
+    start: array  # the graph's dependency tables (Dag._dep_start, Dag._dep_ids)
+    dep_ids: array
+    heap: bool  # the template's: ready tasks are taken in ready order, so a slot runs its queue oldest first
 
 
 def _steps(solo: array, order: array) -> bytes:

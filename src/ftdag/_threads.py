@@ -161,7 +161,7 @@ A plain run that ended alone (never shared, not stopped) changed nothing of its
 CPython making and freeing a ``_Run`` costs about a tenth of a small graph's run.  It is
 safe because nothing refers to a run that ended alone but the lookout, which may still hold
 it between two looks without the lock: what the lookout reads there only decides whether it
-keeps watching (:func:`ftdag._alone.could_share` finds no plan in a parked run), and it shares
+keeps watching (:func:`ftdag._alone.could_share` finds no shape in a parked run), and it shares
 a run only under the lock, when ``_progress``, which moves each time a run starts alone, is
 what it saw.  ``_spare`` is read and written only under ``_run_lock``, and ``run()`` reads
 nothing of a run it parked.
@@ -184,7 +184,7 @@ from ._alone import _LOOKOUT_S, _QUICK_S, _STUCK_LOOKS, CALLED, CTRL_C, NO_SLOT,
 from ._arrays import INDEX
 from ._attempt import SaveFailed, attempts
 from ._context import CONTINUE, RETRY_NOW, STOP, RunContext, TaskContext, register_frame, thread_state
-from ._plan import NO_TASK, Plan
+from ._plan import NO_TASK, AloneShape, Plan
 from ._runstate import RunState, direct_order
 from .config import ExecutorConfig
 from .errors import _task_failed
@@ -222,23 +222,21 @@ class _Run(RunState):
 
     __slots__ = (
         "fns", "queues", "cap", "done", "freeing", "caller_waiting", "bell", "interrupted", "steals", "ctx",
-        "solo", "plain", "fifo", "direct", "admission", "alone", "pos", "parallel", "steps", "order", "on_main",
-        "gate",
+        "solo", "plain", "fifo", "direct", "admission", "alone", "pos", "shape", "on_main", "gate",
     )
 
-    order: Sequence[int]  # alone: the tasks in the order the caller runs them (ftdag._alone)
-    parallel: bool  # alone: another task could ever run beside the caller's (ftdag._alone)
-    steps: bytes  # alone: 1 where order[p] -> order[p + 1] is a solo link
+    shape: AloneShape | None  # a plain run: what it reads of its request (ftdag._alone); None otherwise, or parked
+    # Set when a run with a context is made, and when a plain run is shared (ftdag._alone.share):
     fns: Sequence[Callable[..., Any] | None]  # by node id: a task's function (None for a source)
+    solo: array  # by node id: the solo link (I7) a task starts, or NO_TASK (none in a run with a context)
+    fifo: bool  # a slot runs its own queue oldest first: in ready order
 
     def __init__(
         self, plan: Plan, workers: int, cap: int, bound: int, ctx: RunContext | None = None,
         admission: Admission | None = None,
     ) -> None:
-        template = plan.template
         self.ctx = ctx  # None for a plain run; else its policy and failure state (ftdag._context)
         self.admission = admission
-        self.fifo = template.heap  # a slot runs its own queue oldest first: in ready order
         self.cap = cap  # I2
         self.pos = 0  # alone: order[:pos] have finished (ftdag._alone, A1)
         self.freeing = 0  # threads freeing values this run dropped (outside the lock, I5)
@@ -266,8 +264,11 @@ class _Run(RunState):
             # every task is taken straight from ``ready`` by a free slot, so it starts in ready
             # order, and is admitted (``admission``, ftdag._admission) only when it is about to
             # run (see ftdag._runstate).  A run with a context links nothing (I7).
+            template = plan.template
             self.direct = direct_order(template, workers)
             self.plain = self.alone = False
+            self.shape = None
+            self.fifo = template.heap
             self.solo = _no_links(len(plan.values))
             self.fns = attempts(ctx, plan, self.halted)  # each task's function in its attempt: context, timeout, store
             self.queues = [deque() for _ in range(workers)]
@@ -278,12 +279,9 @@ class _Run(RunState):
         """Make this a plain run of ``plan`` that has not started: set every field that
         depends on the plan or that a plain run that ended alone changed (``__init__``, or
         ``ThreadPool.run`` reusing such a run: module docstring "Runs")."""
-        template = plan.template
         self.plan = plan
         self.values = plan.values
-        self.fifo = template.heap
-        _, self.order, self.steps, self.parallel, self.solo = template.alone(workers)  # solo: I7
-        self.fns = plan.dag._fns
+        self.shape = plan.template.alone(workers)
         self.alone = True
         self.pos = self.in_flight = self.peak_in_flight = 0
         self.pending = n = len(plan.tasks)
@@ -293,8 +291,8 @@ class _Run(RunState):
         """This plain run ended alone: drop what it holds of its plan (its results, the
         graph's functions and tables), so that the pool can keep it for the next plain run
         without keeping them alive.  Read without the lock afterwards only by a lookout that
-        still holds it (ftdag._alone.could_share, which finds no plan)."""
-        self.plan = self.values = self.fns = self.order = self.steps = self.solo = None  # type: ignore[assignment]
+        still holds it (ftdag._alone.could_share, which finds no shape)."""
+        self.plan = self.values = self.shape = None  # type: ignore[assignment]
 
     def halted(self) -> bool:
         """Whether a task of this run should stop early (``current_task().cancelled``)."""
