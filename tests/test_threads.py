@@ -317,6 +317,34 @@ def test_nested_run_from_a_task_runs_inline(workers):
     assert names == (["MainThread"] if workers == 1 else ["MainThread", "ftdag-worker-0"])
 
 
+def test_nested_run_with_a_context_runs_inline_and_its_callbacks_hear_so():
+    """A nested run that has a context (here: a callback) is diverted before it starts, so
+    that ``on_run_start`` names the backend that runs it; the plain one above is diverted by
+    the pool itself (ThreadPool.run returns None)."""
+    inner_b = ftdag.DagBuilder()
+    inner_b.add_source("a", 20)
+    inner_b.add_task("b", ["a"], lambda a: a + 1)
+    inner = inner_b.build()
+    heard = []
+
+    class Hear(ftdag.Callback):
+        def on_run_start(self, info):
+            heard.append((info.backend, info.workers))
+
+    with threads(2) as ex:
+
+        def outer_task():
+            res = ex.run(inner, ["b"], callbacks=[Hear()])
+            return res["b"], res.stats.backend
+
+        b = ftdag.DagBuilder()
+        b.add_task("outer", [], outer_task)
+        assert ex.run(b.build(), "outer")["outer"] == (21, "sequential")
+        assert heard == [("sequential", 1)]
+        assert ex.run(inner, ["b"], callbacks=[Hear()]).stats.backend == "threads"  # (not nested: the pool's)
+        assert heard[1] == ("threads", 2)
+
+
 def test_concurrent_runs_from_many_threads_are_all_correct():
     graphs = [random_graph(seed, 300) for seed in range(4)]
     dags = [build_dag(g) for g in graphs]

@@ -58,7 +58,7 @@ def attempts(ctx: RunContext, plan: Plan, stopped: Callable[[], bool]) -> list[C
 
 
 def _wrapped(ctx: RunContext, task: int, fn: Callable[..., Any], stopped: Callable[[], bool], *args: Any) -> Any:
-    return run_attempt(ctx, task, fn, args, stopped, getattr(thread_state, "slot", 0))
+    return run_attempt(ctx, task, fn, args, stopped, thread_state().slot)
 
 
 def run_attempt(
@@ -117,7 +117,7 @@ class _Call:
 
 def _call_with_timeout(fn: Callable[..., Any], args: Sequence[Any], timeout: float, context: TaskContext) -> Any:
     call = _Call()
-    pool = getattr(thread_state, "pool", None)  # a nested run() in the call must know it is in the pool
+    pool = thread_state().pool  # a nested run() in the call must know it is in the pool
     thread = threading.Thread(
         target=_attempt_thread, args=(call, fn, args, context, pool), name=f"ftdag-attempt-{next(_names)}",
         daemon=True,
@@ -146,7 +146,7 @@ def _attempt_thread(
     call: _Call, fn: Callable[..., Any], args: Sequence[Any], context: TaskContext, pool: object,
 ) -> None:
     """The body of an attempt thread: the call, then its outcome to ``call`` (unless abandoned)."""
-    thread_state.pool = pool
+    thread_state().pool = pool
     try:
         outcome, ok = fn(*args), True  # current_task() finds ``context`` in this frame
     except BaseException as exc:

@@ -131,9 +131,37 @@ class TaskContext:
 
 _frame_readers: dict[CodeType, Callable[[FrameType], TaskContext]] = {}
 
-thread_state = threading.local()
-"""Per thread: ``.pool``, the thread pool whose task the thread runs (see
-``ftdag._threads.current_pool``); an attempt thread takes it over from its worker."""
+class ThreadState:
+    """What ftdag keeps per thread (:func:`thread_state`).
+
+    ``pool``: the thread pool whose task the thread runs, if any (a pool thread, or a run's
+    caller while the run is in progress: see ``ftdag._threads.current_pool``); an attempt
+    thread (ftdag._attempt) or a stream's thread (ftdag._streams) takes it over from the thread
+    that starts it.  ``slot``: the worker slot that callbacks name for the thread's tasks.
+    """
+
+    __slots__ = ("pool", "slot")
+
+    def __init__(self) -> None:
+        self.pool: Any = None
+        self.slot = 0
+
+
+_states = threading.local()  # .state: the thread's ThreadState
+
+
+def thread_state() -> ThreadState:
+    """The calling thread's :class:`ThreadState`, made on first use.
+
+    One object per thread, so that a run reads a ``threading.local`` once and then sets and
+    restores plain slots: on 3.13t, setting an attribute of a ``threading.local`` costs about
+    three times a slot's, and a thread pool's run sets and restores one.
+    """
+    try:
+        return _states.state
+    except AttributeError:
+        state = _states.state = ThreadState()
+        return state
 
 
 def register_frame(code: CodeType, reader: Callable[[FrameType], TaskContext]) -> None:

@@ -80,10 +80,10 @@ def as_completed(
     policy = executor._policy_of({**options, "cancel": token})  # validates before anything runs
     executor._check(dag)
     items: queue.SimpleQueue = queue.SimpleQueue()
-    pool = getattr(thread_state, "pool", None)  # called from a task of ours: run inline, as run() would
+    pool = thread_state().pool  # called from a task of ours: run inline, as run() would
 
     def body() -> None:
-        thread_state.pool = pool
+        thread_state().pool = pool
         try:
             result: Any = executor._execute(dag, outputs, policy, emit=lambda key, value: items.put((key, value)))
             items.put(_END)

@@ -150,9 +150,12 @@ critical section: one lock round-trip per task.
 Runs
 ----
 ``run()`` callers are serialised by ``_run_lock`` (the rule is :class:`ftdag.Executor`'s).
-A task that calls ``run()`` on its own executor never reaches this pool: the executor runs
-it inline on the sequential backend, since waiting for the pool from inside it could
-deadlock.  ``close()`` takes ``_run_lock`` too, so it waits for the run in progress; from a
+A task that calls ``run()`` on its own executor runs nothing here, since waiting for the
+pool from inside it could deadlock: ``run()`` sees that the calling thread is inside the
+pool (:meth:`ThreadPool.inside`, the thread's ``pool``, read before ``_run_lock``) and
+returns None, and the executor runs the plan inline on the sequential backend (a run with
+a context asks ``inside()`` first, so that its callbacks hear of the backend that runs it).
+``close()`` takes ``_run_lock`` too, so it waits for the run in progress; from a
 task of this pool it only marks the pool closing, and the threads exit once the run is over.
 
 A plain run that ended alone (never shared, not stopped) changed nothing of its
@@ -189,14 +192,13 @@ from ._runstate import RunState, direct_order
 from .config import ExecutorConfig
 from .errors import _task_failed
 
-_local = thread_state  # .pool: see current_pool()
 _main_ident = interrupts.MAIN_IDENT  # signals reach this thread only
 _SIGNAL_SLICE_S = 0.05  # the main thread's wait slice: how late a racing Ctrl-C may be seen
 
 
 def current_pool() -> ThreadPool | None:
     """The pool whose task the calling thread is running (a pool thread, or a helping caller)."""
-    return getattr(_local, "pool", None)
+    return thread_state().pool
 
 
 class PoolState(NamedTuple):
@@ -349,16 +351,27 @@ class ThreadPool:
 
     # -- the caller's side ----------------------------------------------------------------------
 
-    def run(self, plan: Plan, ctx: RunContext | None = None, admission: Admission | None = None) -> dict[str, int]:
+    def run(
+        self, plan: Plan, ctx: RunContext | None = None, admission: Admission | None = None,
+    ) -> dict[str, int] | None:
         """Execute ``plan``, the calling thread helping; raise :class:`~ftdag.TaskError` (or a
         task's ``BaseException``).  With ``ctx``, failures are the context's to report
-        (:mod:`ftdag._context`); only a ``BaseException`` is raised here."""
+        (:mod:`ftdag._context`); only a ``BaseException`` is raised here.
+
+        Returns the run's counters, or None, running nothing, when the caller is inside this
+        pool (:meth:`inside`: a task of this pool runs a graph on the pool's executor): it would
+        wait for the pool, which waits for it, so the caller runs the plan inline instead (on
+        the sequential backend: :meth:`ftdag.Executor.run`).
+        """
+        state = thread_state()
+        outer = state.pool
+        if outer is self:  # inside()
+            return None
         with self._run_lock:
-            outer = getattr(_local, "pool", None)
-            _local.pool = self  # from here on, close() or run() on this thread cannot wait for us
+            state.pool = self  # from here on, close() or run() on this thread cannot wait for us
             if ctx is not None:  # the slot that the context's callbacks name for the caller's tasks
-                outer_slot = getattr(_local, "slot", 0)
-                _local.slot = self._caller_slot
+                outer_slot = state.slot
+                state.slot = self._caller_slot
             try:
                 if self._closing or self._crash is not None or not self._started:
                     self._prepare()
@@ -392,9 +405,9 @@ class ThreadPool:
                     run.park()
                     self._spare, run = run, None  # (from here on, the next run's)
             finally:
-                _local.pool = outer
+                state.pool = outer
                 if ctx is not None:
-                    _local.slot = outer_slot
+                    state.slot = outer_slot
         if self._crash is not None:
             self._check_crash()
         if run is None:
@@ -404,6 +417,11 @@ class ThreadPool:
         if ctx is not None:
             ctx.drop_timers()
         return run.counters(self.workers, run.steals)
+
+    def inside(self) -> bool:
+        """Whether the calling thread runs a task of this pool (a pool thread, or a caller
+        while its run is in progress): :meth:`run` runs nothing there (it returns None)."""
+        return thread_state().pool is self
 
     def _prepare(self) -> None:
         """Before a run: refuse it if the pool is closed or crashed; start the pool threads
@@ -491,7 +509,7 @@ class ThreadPool:
         From a task of this pool (which the run in progress waits for) it only marks the pool
         closing; its threads exit once that run is over.
         """
-        if current_pool() is self:
+        if self.inside():
             with self._lock:
                 self._closing = True
                 self._wake.notify_all()
@@ -572,8 +590,9 @@ class ThreadPool:
             raise
 
     def _work_loop(self, w: int) -> None:
-        _local.pool = self
-        _local.slot = w  # the worker that callbacks name (ftdag.callbacks)
+        state = thread_state()
+        state.pool = self
+        state.slot = w  # the worker that callbacks name (ftdag.callbacks)
         garbage: list[Any] = []
         while True:
             with self._lock:

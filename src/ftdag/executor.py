@@ -19,7 +19,7 @@ from ._context import CancelToken
 from ._plan import Plan
 from ._policy import RunPolicy, policy_from_options, run_policy, with_progress
 from ._runner import run_with_context
-from ._threads import ThreadPool, current_pool
+from ._threads import ThreadPool
 from .callbacks import Callback, check_callbacks
 from .config import ExecutorConfig, OnError
 from .graph import Dag
@@ -241,8 +241,6 @@ class Executor:
         that the schedulers must see, nothing streamed) takes the backends' plain paths."""
         if backend is None:
             backend = self._choose_backend()
-            if backend == "threads" and self._threads is not None and current_pool() is self._threads:
-                backend = "sequential"  # a nested run from one of our own workers: run it inline
         plan = Plan(dag, outputs)
         start = time.perf_counter()
         debug = _log.isEnabledFor(logging.DEBUG)
@@ -250,13 +248,17 @@ class Executor:
             _log.debug("run of %d planned nodes on %s starts", plan.executed, backend)
         try:
             if policy is None and not plan.scheduled and emit is None:
-                if backend == "sequential":
-                    counters = _sequential.run_plan(plan)
-                else:
+                counters = None
+                if backend != "sequential":
                     pool = self._threads if backend == "threads" and self._threads is not None else self._pool(backend)
                     counters = pool.run(plan)  # (made once: a closed pool refuses to run)
+                if counters is None:  # sequential, or a run from a task of the thread pool (ThreadPool.run)
+                    backend = "sequential"
+                    counters = _sequential.run_plan(plan)
                 result = self._result(plan, backend, start, counters)
             else:
+                if backend == "threads" and self._threads is not None and self._threads.inside():
+                    backend = "sequential"  # (ThreadPool.run)
                 result = run_with_context(self, plan, policy or RunPolicy(self.config.on_error), backend, start, emit)
         except BaseException as exc:
             if debug:
