@@ -32,14 +32,19 @@ unpublishes it there), which is where the handler runs.
 from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]  # signal's C functions: signal.signal() converts enums, 5x the cost
+import functools
 import signal
 import threading
 import weakref
 from typing import Any, Protocol
 
-__all__ = ["GUARD", "Driver", "Interruptible", "arm", "release", "watch"]
+__all__ = ["GUARD", "Driver", "Interruptible", "arm", "handler", "release", "watch"]
 
 _SIGINT = int(signal.SIGINT)  # as the C functions take it
+handler = functools.partial(_signal.getsignal, _SIGINT)
+"""The SIGINT handler in force: ``GUARD`` once :func:`arm` installed it (the usual case, since
+it stays installed between runs), so that a run on the main thread can see that with one C call
+and call :func:`arm` only when it is not."""
 MAIN_IDENT = threading.main_thread().ident  # signals reach this thread only
 
 

@@ -193,6 +193,8 @@ from .config import ExecutorConfig
 from .errors import _task_failed
 
 _main_ident = interrupts.MAIN_IDENT  # signals reach this thread only
+_get_ident = threading.get_ident
+_sigint_handler, _GUARD = interrupts.handler, interrupts.GUARD
 _SIGNAL_SLICE_S = 0.05  # the main thread's wait slice: how late a racing Ctrl-C may be seen
 
 
@@ -382,8 +384,8 @@ class ThreadPool:
                 else:
                     run = _Run(plan, self.workers, self._cap, self._bound, ctx, admission)
                 if not run.done:  # the caller drives it; anything that escapes (Ctrl-C) abandons it
-                    main = run.on_main = threading.get_ident() == _main_ident
-                    if main:
+                    main = run.on_main = _get_ident() == _main_ident
+                    if main and _sigint_handler() is not _GUARD:
                         interrupts.arm()  # (the guard finds the run through main_run())
                     try:
                         if run.alone:  # it starts alone (ftdag._alone); it comes to _drive only if shared
