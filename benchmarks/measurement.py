@@ -320,8 +320,8 @@ class Measurer:
                                    env=self.env)
 
         def show(rec, interp):
-            return (f"{fmt_time(rec.runner_s)} vs {fmt_time(rec.reference_s)}: {fmt_x(rec.ratio)} "
-                    f"(target ≤ {rec.target:g}× on free-threaded builds)")
+            return (f"{fmt_time(rec.runner_s)} vs {fmt_time(rec.reference_s)}: {fmt_x(rec.ratio)} per round, "
+                    f"{fmt_x(rec.best_ratio)} on the best times (target ≤ {rec.target:g}× on free-threaded builds)")
 
         plan = [(c, i) for c in smallgraph.CASES for i in sorted(interps, key=lambda i: not i.ft)]
         return self._each("small graph ", plan, lambda c, i: f"{i.label} · {smallgraph.CASES[c].title}", measure,

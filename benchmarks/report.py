@@ -301,25 +301,29 @@ def headline(c: Comparison) -> str:
 def small_graph_markdown(results: Sequence[SmallGraphResult]) -> str:
     """The small-graph row: per case and interpreter, ftdag threads against its same-process reference."""
     header = ["graph", "interpreter", "ftdag threads", "reference", "threads / reference", "target",
-              "runs × rounds"]
+              "ratio of the best times", "runs × rounds"]
     body = []
     for r in results:
         if not r.ok:
-            body.append([r.title, str(r.interpreter), error_cell(r.error), r.reference, "", "", ""])
+            body.append([r.title, str(r.interpreter), error_cell(r.error), r.reference, "", "", "", ""])
             continue
         if r.free_threaded_build:
             target = f"≤ {r.target:g}×: {'met' if r.meets_target else 'missed'}"
         else:
             target = f"(≤ {r.target:g}× on free-threaded builds)"
         body.append([r.title, str(r.interpreter), fmt_time(r.runner_s) + ("†" if r.noisy else ""),
-                     f"{r.reference} {fmt_time(r.reference_s)}", fmt_x(r.ratio), target, f"{r.runs} × {r.rounds}"])
+                     f"{r.reference} {fmt_time(r.reference_s)}", fmt_x(r.ratio), target, fmt_x(r.best_ratio),
+                     f"{r.runs} × {r.rounds}"])
     intro = (
         "### Small graphs\n\n"
         "ftdag threads on graphs too small to gain from a second worker, against a reference run in the same "
         "process: ftdag sequential on a 3-task diamond (one source, two tasks on it, one joining them: the fixed "
         "cost of one `Executor.run`), the plain loop on the 10,000-task no-op chain. After a warm-up, each round "
         "times every call one by one, the runner's calls and then the reference's (the other way round the next "
-        "round); a time is the best of the rounds' medians, the ratio threads over reference (lower is better). "
+        "round); a time is the best of the rounds' medians, and the ratio, threads over reference (lower is better), "
+        "the median over the rounds of each round's ratio: a round's two blocks see the same phase of this machine, "
+        "whose speed moves by up to 2×, while the two best times may come from different phases (their ratio is "
+        "shown too). "
         "The targets are the project's, for the free-threaded build; the GIL build's rows are for reference. "
         "†: other processes took CPU meanwhile.")
     return intro + "\n\n" + markdown_table(header, body)

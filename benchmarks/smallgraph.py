@@ -9,7 +9,9 @@ Two cases, each against a reference runner timed in the same process, in the sam
 
 Timing (:func:`measure`): after a warm-up, each round times ``runs`` calls of the runner one by
 one, then as many of the reference (the next round the other way round), and keeps the median
-of each; the result is the best of ``rounds`` medians per runner and their ratio.  Outputs are
+of each; a runner's time is the best of its ``rounds`` medians, and the ratio is the median over
+the rounds of each round's ratio (:attr:`records.SmallGraphResult.ratio`: the two blocks of a
+round see the same phase of this machine, the two best times may not).  Outputs are
 checked against the plain loop's before and after timing.  ``bench.py --small-graph CASE`` runs
 one case in a fresh process; ``compare.py`` does so on every interpreter.
 
