@@ -131,6 +131,7 @@ class TaskContext:
 
 _frame_readers: dict[CodeType, Callable[[FrameType], TaskContext]] = {}
 
+
 class ThreadState:
     """What ftdag keeps per thread (:func:`thread_state`).
 
